@@ -1,0 +1,168 @@
+"""The command line: parse, validate, build one Config, call the API. Nothing else lives here.
+
+Presets reach the options through Click's default_map (as Black reads its config file), so the
+precedence command line > preset > built-in default needs no merging code of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import fields
+
+import click
+
+from . import __version__
+from .config import DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
+from .errors import VidiffError
+from .presets import list_presets, load_preset, user_preset_dir
+from .schedulers import SCHEDULERS
+
+DEFAULTS = Config()
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+
+
+class VidiffGroup(click.Group):
+    """Every error the user can fix ends as one line on stderr and exit code 2, never a traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            click.echo(f"vidiff: error: {_one_line(err.format_message())}", err=True)
+            code = err.exit_code
+        except VidiffError as err:
+            click.echo(f"vidiff: error: {_one_line(str(err))}", err=True)
+            code = 2
+        except (KeyboardInterrupt, click.Abort):
+            click.echo("vidiff: interrupted; nothing was written to OUTPUT", err=True)
+            code = INTERRUPTED
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        preset = load_preset(value)
+        ctx.default_map = {**(ctx.default_map or {}), **preset.settings}
+    return value
+
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("vidiff")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("vidiff: %(message)s"))
+        logger.addHandler(handler)
+    # the handler writes to the stderr of the moment (CliRunner swaps it per call)
+    logger.handlers[0].setStream(sys.stderr)
+    logger.setLevel(logging.ERROR if quiet else logging.INFO)
+    logger.propagate = False
+
+
+@click.group(cls=VidiffGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidiff")
+def cli() -> None:
+    """Restyle a video with Stable Diffusion img2img.
+
+    \b
+      vidiff stylize in.mp4 out.mp4 --preset wooden-carving
+      vidiff presets            list the styles
+      vidiff demo               an offline smoke run on a synthetic clip
+    """
+
+
+@cli.command()
+@click.argument("input", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("output", type=click.Path(path_type=str))
+@click.option("--preset", is_eager=True, expose_value=False, callback=_apply_preset, metavar="NAME|FILE.toml",
+              help="A style preset (see `vidiff presets`); options given here override its values.")
+@click.option("--prompt", default=DEFAULTS.prompt, help="What the frames should look like.")
+@click.option("--negative-prompt", default=DEFAULTS.negative_prompt, help="What to steer away from.")
+@click.option("--strength", type=float, default=DEFAULTS.strength, show_default=True,
+              help="How far each frame is noised, in [0, 1]: low keeps the source, 1 ignores it.")
+@click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True,
+              help="Denoising steps of a full-strength run; int(steps × strength) run per frame.")
+@click.option("--guidance", type=float, default=DEFAULTS.guidance, show_default=True,
+              help="Classifier-free guidance scale; 1 or less turns CFG off (twice as fast).")
+@click.option("--scheduler", type=click.Choice(list(SCHEDULERS)), default=DEFAULTS.scheduler, show_default=True,
+              help="The sampler.")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the noise.")
+@click.option("--noise", type=click.Choice(NOISE_MODES), default=DEFAULTS.noise, show_default=True,
+              help="fixed: the same noise on every frame (less flicker); per-frame: seed + frame index.")
+@click.option("--blend", type=float, default=DEFAULTS.blend, show_default=True,
+              help="Weight in [0, 1) of the previous frame's latents mixed into each frame before noising.")
+@click.option("--model", default=DEFAULTS.model, show_default=True,
+              help="Hub id, diffusers folder, .safetensors file, or 'tiny' (random, offline, for smoke tests).")
+@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
+@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
+              help="auto: fp16 on cuda, fp32 elsewhere.")
+@click.option("--allow-pickle", is_flag=True, help="Allow .ckpt/.pt checkpoints (loading a pickle runs its code).")
+@click.option("--max-side", type=int, default=DEFAULTS.max_side, show_default=True,
+              help="Scale frames down to fit this many pixels on the longer side (multiples of 8).")
+@click.option("--start", type=float, default=DEFAULTS.start, show_default=True, help="Seconds into INPUT to begin.")
+@click.option("--duration", type=float, default=None, help="Seconds of INPUT to stylise.")
+@click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
+@click.option("--crf", type=int, default=DEFAULTS.crf, show_default=True, help="H.264 quality (lower is better).")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--save-frames", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
+              help="Also write every stylised frame as a PNG into DIR.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
+def stylize(input: str, output: str, quiet: bool, **settings) -> None:
+    """Stylise INPUT (a video file) into OUTPUT (.mp4, .mov, .mkv), keeping its audio."""
+    from .run import stylize_video
+
+    _setup_logging(quiet)
+    config = Config(**settings)
+    result = stylize_video(input, output, config, progress=not quiet)
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.argument("name", required=False)
+def presets(name: str | None) -> None:
+    """List the presets, or show the settings NAME resolves to."""
+    if name is None:
+        found = list_presets()
+        width = max(len(p.name) for p in found)
+        for preset in found:
+            click.echo(f"{preset.name:<{width}}  {preset.description}")
+        click.echo(f"\nYour own presets go in {user_preset_dir()} (one NAME.toml each).")
+        return
+    preset = load_preset(name)
+    click.echo(f"# {preset.name}: {preset.description}\n# from {preset.source}")
+    resolved = {f.name: getattr(DEFAULTS, f.name) for f in fields(Config) if f.name in PRESET_KEYS}
+    for key, value in {**resolved, **preset.settings}.items():
+        origin = "" if key in preset.settings else "  # built-in default"
+        click.echo(f"{key} = {_toml(value)}{origin}")
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+@cli.command()
+@click.argument("output", default="vidiff-demo.mp4", type=click.Path(path_type=str))
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
+def demo(output: str, overwrite: bool, quiet: bool) -> None:
+    """Stylise a synthetic clip with the tiny offline model: checks the install, needs no download."""
+    from .demo import run_demo
+
+    _setup_logging(quiet)
+    result = run_demo(output, overwrite=overwrite, progress=not quiet)
+    click.echo(result.summary())
+
+
+def main() -> None:
+    cli(prog_name="vidiff")

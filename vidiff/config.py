@@ -1,0 +1,162 @@
+"""The settings of one run: one commented field per setting, and validation with teaching errors.
+
+A field's name is also its command-line option (`max_side` is `--max-side`) and its preset key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+from .errors import VidiffError
+from .schedulers import SCHEDULERS
+
+# The model a plain `vidiff stylize` uses: Stable Diffusion 1.5, fetched and cached by huggingface_hub.
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+NOISE_MODES = ("fixed", "per-frame")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class Config:
+    # --- the style ---
+    # What every frame should look like ("a wooden carving, detailed grain").
+    prompt: str = ""
+    # What to steer away from; empty is diffusers' own unconditional prompt.
+    negative_prompt: str = ""
+    # How far each frame is noised before denoising: near 0 keeps the source, 1 ignores it.
+    strength: float = 0.5
+    # Denoising steps of a full-strength run; int(steps × strength) of them are run per frame.
+    steps: int = 30
+    # Classifier-free guidance scale; at 1 or below CFG is off, which halves the UNet work.
+    guidance: float = 7.5
+    # The sampler, by name (see schedulers.py); built from the model's own scheduler config.
+    scheduler: str = "dpm++2m"
+    # Seed of the noise; with noise = "fixed" every frame gets the noise of this seed.
+    seed: int = 0
+
+    # --- anti-flicker ---
+    # "fixed": the same noise on every frame (less flicker); "per-frame": seed + frame index.
+    noise: str = "fixed"
+    # Weight W of the previous frame's denoised latents mixed into this frame's encoded latents
+    # before noising: (1 - W)·enc(frame) + W·previous. 0 makes frames independent.
+    blend: float = 0.0
+
+    # --- the model ---
+    # A hub id, a local diffusers folder, a single-file .safetensors checkpoint, or "tiny"
+    # (a small random model built offline, for smoke tests: its output carries no style).
+    model: str = DEFAULT_MODEL
+    # Where the model runs: "auto" picks cuda, then mps, then cpu.
+    device: str = "auto"
+    # Weights' precision: "auto" is fp16 on cuda and fp32 elsewhere.
+    dtype: str = "auto"
+    # Allow .ckpt/.pt/.bin checkpoints, which are pickles: loading one runs code from the file.
+    allow_pickle: bool = False
+
+    # --- the video ---
+    # Frames are scaled down to fit this many pixels on their longer side (both sides then rounded
+    # to a multiple of 8, which the VAE needs). Larger is slower and closer to the model's training size.
+    max_side: int = 512
+    # Seconds into the input where the output begins.
+    start: float = 0.0
+    # Seconds of input to stylise from `start`; None runs to the end.
+    duration: float | None = None
+    # Stop after this many frames; None runs to the end.
+    max_frames: int | None = None
+    # H.264 quality: lower is better and bigger; 18 is visually lossless for most clips.
+    crf: int = 18
+
+    # --- the output ---
+    # Replace an existing OUTPUT; without it vidiff refuses to.
+    overwrite: bool = False
+    # Also write every stylised frame as a lossless PNG into this folder.
+    save_frames: str | None = None
+
+    def validate(self) -> "Config":
+        """Check every field, raising ConfigError naming the first bad one; returns self."""
+        for name, value in asdict(self).items():
+            check_field(name, value)
+        if int(self.steps * self.strength) < 1:
+            raise ConfigError(
+                "strength",
+                self.strength,
+                f"with steps = {self.steps}, int(steps × strength) = 0 denoising steps; "
+                "raise strength or steps",
+            )
+        return self
+
+    def replace(self, **changes: Any) -> "Config":
+        return Config(**{**asdict(self), **changes})
+
+
+class ConfigError(VidiffError):
+    """A setting with a bad value; knows the field so each caller can name it its own way."""
+
+    def __init__(self, field: str, value: Any, allowed: str, where: str | None = None):
+        self.field, self.value, self.allowed, self.where = field, value, allowed, where
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        if self.where:  # a preset file: name the file and the key
+            return f"{self.where}: {self.field} = {self.value!r}: {self.allowed}"
+        option = "--" + self.field.replace("_", "-")
+        return f"{option} {self.value!r}: {self.allowed}"
+
+    def located(self, where: str) -> "ConfigError":
+        return ConfigError(self.field, self.value, self.allowed, where)
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _choice(options: tuple[str, ...]) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v in options), "must be one of " + ", ".join(options)
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+# field -> (is the value allowed?, what is allowed, in words)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "prompt": (_text, "must be text"),
+    "negative_prompt": (_text, "must be text"),
+    "strength": (lambda v: _number(v) and 0 <= v <= 1, "must be a number in [0, 1]"),
+    "steps": (lambda v: _integer(v) and 1 <= v <= 1000, "must be a whole number from 1 to 1000"),
+    "guidance": (lambda v: _number(v) and 0 <= v <= 50, "must be a number in [0, 50]"),
+    "scheduler": _choice(tuple(SCHEDULERS)),
+    "seed": (lambda v: _integer(v) and 0 <= v < 2**63, "must be a whole number ≥ 0"),
+    "noise": _choice(NOISE_MODES),
+    "blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
+    "model": (lambda v: isinstance(v, str) and v.strip() != "", "must be a hub id, a folder, a .safetensors file or 'tiny'"),
+    "device": _choice(DEVICES),
+    "dtype": _choice(DTYPES),
+    "allow_pickle": (lambda v: isinstance(v, bool), "must be true or false"),
+    "max_side": (lambda v: _integer(v) and 8 <= v <= 8192, "must be a whole number of pixels from 8 to 8192"),
+    "start": (lambda v: _number(v) and v >= 0, "must be a number of seconds ≥ 0"),
+    "duration": (lambda v: v is None or (_number(v) and v > 0), "must be a number of seconds > 0"),
+    "max_frames": (lambda v: v is None or (_integer(v) and v >= 1), "must be a whole number ≥ 1"),
+    "crf": (lambda v: _integer(v) and 0 <= v <= 51, "must be a whole number from 0 (lossless) to 51"),
+    "overwrite": (lambda v: isinstance(v, bool), "must be true or false"),
+    "save_frames": (lambda v: v is None or (isinstance(v, str) and v != ""), "must be a folder path"),
+}
+
+# The settings a preset may hold: the look and the model, not where a particular run starts or writes.
+PRESET_KEYS = (
+    "prompt", "negative_prompt", "strength", "steps", "guidance", "scheduler", "seed",
+    "noise", "blend", "model", "max_side", "crf",
+)
+
+def check_field(name: str, value: Any) -> None:
+    """Raise ConfigError if `value` is not allowed for field `name`."""
+    allowed, words = RULES[name]
+    if not allowed(value):
+        raise ConfigError(name, value, words)
