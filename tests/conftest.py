@@ -31,11 +31,11 @@ def make_clip(
     width, height = size.split("x")
     # the test sources round odd sizes to even ones: draw larger, then scale to the exact size
     command = [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size=320x240:rate={rate}"]
-    command += ["-vf", f"scale={width}:{height},setsar=1"]
     if audio:
         channels = "1" if audio == "mono" else "2"
         command += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-ac", channels, "-c:a", "aac"]
-    command += ["-t", str(seconds), "-c:v", "libx264", "-pix_fmt", pix_fmt, str(path)]
+    command += ["-t", str(seconds), "-vf", f"scale={width}:{height},setsar=1"]
+    command += ["-c:v", "libx264", "-pix_fmt", pix_fmt, str(path)]
     subprocess.run(command, check=True)
     return path
 
