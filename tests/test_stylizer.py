@@ -113,12 +113,12 @@ def test_blend_zero_gives_independent_frames(tiny):
     frames = test_frames(3)
     config = Config(prompt="claymation", steps=4, strength=0.5, blend=0.0, noise="per-frame")
     stylizer = Stylizer(tiny, config)
-    prev = None
+    state = None
     for index, frame in enumerate(frames):
-        chained = stylizer(frame, index, prev)
+        chained = stylizer(frame, index, state)
         alone = Stylizer(tiny, config)(frame, index, None)
         assert np.array_equal(chained.image, alone.image)
-        prev = chained.latents
+        state = chained.state
 
 
 def test_blend_lowers_frame_to_frame_change_on_a_static_clip(tiny):
@@ -129,10 +129,10 @@ def test_blend_lowers_frame_to_frame_change_on_a_static_clip(tiny):
 
     def mean_change(blend: float) -> float:
         stylizer = Stylizer(tiny, Config(prompt="ukiyo-e", steps=4, strength=0.5, blend=blend, noise="per-frame"))
-        prev, outputs = None, []
+        state, outputs = None, []
         for index, frame in enumerate(frames):
-            result = stylizer(frame, index, prev)
-            prev = result.latents
+            result = stylizer(frame, index, state)
+            state = result.state
             outputs.append(result.image.astype(float))
         return float(np.mean([np.abs(b - a).mean() for a, b in zip(outputs, outputs[1:])]))
 
@@ -145,10 +145,10 @@ def test_same_settings_give_identical_frames(tiny):
     config = Config(prompt="pencil sketch", steps=5, strength=0.6, scheduler="euler-a", blend=0.3)
     runs = []
     for _ in range(2):
-        stylizer, prev, images = Stylizer(tiny, config), None, []
+        stylizer, state, images = Stylizer(tiny, config), None, []
         for index, frame in enumerate(test_frames(3)):
-            result = stylizer(frame, index, prev)
-            prev = result.latents
+            result = stylizer(frame, index, state)
+            state = result.state
             images.append(result.image)
         runs.append(images)
     for a, b in zip(*runs):

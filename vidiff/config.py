@@ -10,12 +10,13 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .errors import VidiffError
+from .motion import CUT_THRESHOLD
 from .schedulers import SCHEDULERS
 
 # The model a plain `vidiff stylize` uses: Stable Diffusion 1.5, fetched and cached by huggingface_hub.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
-NOISE_MODES = ("fixed", "per-frame")
+NOISE_MODES = ("fixed", "per-frame", "warped")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -38,12 +39,25 @@ class Config:
     # Seed of the noise; with noise = "fixed" every frame gets the noise of this seed.
     seed: int = 0
 
-    # --- anti-flicker ---
-    # "fixed": the same noise on every frame (less flicker); "per-frame": seed + frame index.
+    # --- temporal consistency (anti-flicker) ---
+    # "fixed": the same noise on every frame (less flicker, but texture sticks to the screen);
+    # "per-frame": seed + frame index; "warped": the previous frame's noise carried along the
+    # source's optical flow, fresh noise where it can't be (texture moves with the content).
     noise: str = "fixed"
     # Weight W of the previous frame's denoised latents mixed into this frame's encoded latents
-    # before noising: (1 - W)·enc(frame) + W·previous. 0 makes frames independent.
+    # before noising: (1 - W)·enc(frame) + W·previous. 0 makes frames independent; smears motion.
     blend: float = 0.0
+    # Weight W of the previous stylised frame, warped along the source's optical flow, blended into
+    # this frame before encoding; occluded pixels keep the current frame. Follows motion, unlike blend.
+    flow_blend: float = 0.0
+    # Match each output's colours (LAB mean and spread) to the first stylised frame of its shot.
+    color_match: bool = False
+    # Self-attention in the UNet's up blocks also attends to the shot's first frame and the previous one.
+    cross_frame_attn: bool = False
+    # Detect hard cuts in the source and start each shot afresh (no state carried across a cut).
+    cuts: bool = True
+    # Colour-histogram distance (0-1) between consecutive source frames above which a cut is declared.
+    cut_threshold: float = CUT_THRESHOLD
 
     # --- the model ---
     # A hub id, a local diffusers folder, a single-file .safetensors checkpoint, or "tiny"
@@ -136,6 +150,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _integer(v) and 0 <= v < 2**63, "must be a whole number ≥ 0"),
     "noise": _choice(NOISE_MODES),
     "blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
+    "flow_blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
+    "color_match": (lambda v: isinstance(v, bool), "must be true or false"),
+    "cross_frame_attn": (lambda v: isinstance(v, bool), "must be true or false"),
+    "cuts": (lambda v: isinstance(v, bool), "must be true or false"),
+    "cut_threshold": (lambda v: _number(v) and 0 < v <= 1, "must be a number in (0, 1]"),
     "model": (lambda v: isinstance(v, str) and v.strip() != "", "must be a hub id, a folder, a .safetensors file or 'tiny'"),
     "device": _choice(DEVICES),
     "dtype": _choice(DTYPES),
@@ -152,7 +171,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # The settings a preset may hold: the look and the model, not where a particular run starts or writes.
 PRESET_KEYS = (
     "prompt", "negative_prompt", "strength", "steps", "guidance", "scheduler", "seed",
-    "noise", "blend", "model", "max_side", "crf",
+    "noise", "blend", "flow_blend", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
+    "model", "max_side", "crf",
 )
 
 def check_field(name: str, value: Any) -> None:

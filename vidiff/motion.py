@@ -65,3 +65,12 @@ CUT_THRESHOLD = 0.5
 def is_cut(prev: np.ndarray, cur: np.ndarray, threshold: float | None = CUT_THRESHOLD) -> bool:
     """Whether `cur` starts a new shot; a threshold of None never finds a cut."""
     return threshold is not None and cut_score(prev, cur) > threshold
+
+
+def downscale_flow(flow: np.ndarray, trusted: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Flow and trust at a lower resolution (e.g. the latents'): vectors rescaled, a cell trusted only if all of it was."""
+    width, height = size
+    scale_x, scale_y = width / flow.shape[1], height / flow.shape[0]
+    small = cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA) * np.array([scale_x, scale_y], np.float32)
+    small_trusted = cv2.resize(trusted.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0.999
+    return small, small_trusted

@@ -70,19 +70,20 @@ def stylize_video(
         parts = load_parts(config.model, config.device, config.dtype, config.allow_pickle)
     if parts.name == TINY:
         log.warning("note: --model tiny is a small random model for smoke tests; its output carries no real style")
-    stylizer = Stylizer(parts, config)
     frames_dir = _frames_dir(config.save_frames)
 
     # 3. Stream: read a frame, stylise it, write it
     reader = VideoReader(input, size, config.start, config.duration, config.max_frames)
     writer = VideoWriter(output, size, info.fps, config.crf, audio_source=input, audio_start=reader.start_seconds)
-    prev_latents = None
-    with reader, writer, tqdm(
+    state = None
+    with Stylizer(parts, config) as stylizer, reader, writer, tqdm(
         total=reader.expected_frames, unit="frame", disable=not progress, dynamic_ncols=True, leave=False
     ) as bar:
         for index, frame in enumerate(reader):
-            result = stylizer(frame, index, prev_latents)
-            prev_latents = result.latents
+            result = stylizer(frame, index, state)
+            state = result.state
+            if result.new_shot and index > 0:
+                log.info(f"cut at frame {index}: a new shot starts afresh")
             writer.write(result.image)
             if frames_dir is not None:
                 _save_png(frames_dir / f"frame_{index:06d}.png", result.image)

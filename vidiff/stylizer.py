@@ -17,17 +17,37 @@ from diffusers.utils.torch_utils import randn_tensor
 from .config import Config
 from .models import ModelParts
 from .schedulers import make_scheduler
-from .temporal import blend_latents, noise_seed
+from .attention import CrossFrameMemory, install_cross_frame_attention
+from .motion import backward_flow, downscale_flow, is_cut, warp
+from .temporal import blend_latents, flow_blend, match_colors, noise_seed, warp_noise
 
 
 @dataclass
 class FrameResult:
     image: np.ndarray  # RGB uint8, (height, width, 3)
-    latents: torch.Tensor  # the final denoised latents, what the next frame blends in
+    latents: torch.Tensor  # the final denoised latents
+    state: "TemporalState"  # what the next frame needs
+    new_shot: bool  # whether this frame began a shot (the first frame, or after a cut)
+
+
+@dataclass
+class TemporalState:
+    """What the next frame needs from the frames before it; empty at the start of each shot."""
+
+    source: np.ndarray | None = None  # the previous source frame: flow and cuts are measured on sources
+    image: np.ndarray | None = None  # the previous stylised frame
+    latents: torch.Tensor | None = None  # the previous frame's final denoised latents
+    noise: torch.Tensor | None = None  # the previous frame's starting noise
+    anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
+    new_shot: bool = True  # whether the frame about to be stylised starts a shot
 
 
 class Stylizer:
-    """Holds what is the same for every frame of a video: prompt embeddings, sampler, guidance."""
+    """Holds what is the same for every frame of a video: prompt embeddings, sampler, guidance.
+
+    Use it as a context manager (or call close()) when cross-frame attention is on: it installs
+    attention processors on the UNet it was given and puts the old ones back on close.
+    """
 
     def __init__(self, parts: ModelParts, config: Config):
         self.parts, self.config = parts, config
@@ -40,6 +60,10 @@ class Stylizer:
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
         self._step_takes_generator = "generator" in step_params
+        self.memory, self._old_processors = None, None
+        if config.cross_frame_attn:
+            self.memory = CrossFrameMemory()
+            self._old_processors = install_cross_frame_attention(parts.unet, self.memory)
 
     # 1. Encode the prompts, once per video
     @torch.no_grad()
@@ -83,7 +107,7 @@ class Stylizer:
         return scheduler.timesteps[t_start * scheduler.order :]
 
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
-        image = torch.from_numpy(frame).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
+        image = torch.from_numpy(np.ascontiguousarray(frame)).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
         return (image * 2.0 - 1.0).to(device=self.parts.device, dtype=self.parts.dtype)
 
     @staticmethod
@@ -92,22 +116,48 @@ class Stylizer:
         image = image.cpu().permute(0, 2, 3, 1).float().numpy()[0]
         return (image * 255).round().astype(np.uint8)
 
+    def _noise(self, latents, generator, frame_index, state: TemporalState, flow, trusted) -> torch.Tensor:
+        """The frame's starting noise; drawn after the VAE's sample from the same generator, as diffusers does."""
+        device, dtype = self.parts.device, latents.dtype
+        if self.config.noise == "warped" and state.noise is not None and flow is not None:
+            height, width = latents.shape[-2:]
+            small_flow, small_trusted = downscale_flow(flow, trusted, (width, height))
+            fresh_generator = torch.Generator("cpu").manual_seed(self.config.seed + frame_index)
+            fresh = randn_tensor(latents.shape, generator=fresh_generator, device=device, dtype=dtype)
+            return warp_noise(state.noise, torch.from_numpy(small_flow), torch.from_numpy(small_trusted), fresh)
+        return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+
     @torch.no_grad()
-    def __call__(self, frame: np.ndarray, frame_index: int, prev_latents: torch.Tensor | None = None) -> FrameResult:
-        """Stylise one RGB uint8 frame; `prev_latents` is the previous frame's result, for blending."""
+    def __call__(self, frame: np.ndarray, frame_index: int, state: TemporalState | None = None) -> FrameResult:
+        """Stylise one RGB uint8 frame, given what the previous frames left in `state`."""
         parts, config = self.parts, self.config
         vae = parts.vae
+        state = state or TemporalState()
+
+        # 1. A hard cut starts a new shot: nothing carries over it
+        if state.source is not None and config.cuts and is_cut(state.source, frame, config.cut_threshold):
+            state = TemporalState()
+        new_shot = state.source is None
+        flow = trusted = None
+        if not new_shot and (config.flow_blend > 0 or config.noise == "warped"):
+            flow, trusted = backward_flow(state.source, frame)
+
         # a fresh CPU generator per frame: the same seed gives the same noise on any device
         generator = torch.Generator("cpu").manual_seed(noise_seed(config.seed, frame_index, config.noise))
         timesteps = self._reset_timesteps()
 
-        # 3. Encode the frame, then blend in the previous frame (before noising)
-        latents = vae.encode(self._to_tensor(frame)).latent_dist.sample(generator) * vae.config.scaling_factor
-        if prev_latents is not None and config.blend > 0:
-            latents = blend_latents(prev_latents, latents, config.blend)
+        # 2. The starting image: the frame, or the frame with the previous output warped onto it
+        start = frame
+        if flow is not None and config.flow_blend > 0:
+            start = flow_blend(frame, warp(state.image, flow), trusted, config.flow_blend)
+
+        # 3. Encode, then blend in the previous frame's latents (before noising)
+        latents = vae.encode(self._to_tensor(start)).latent_dist.sample(generator) * vae.config.scaling_factor
+        if state.latents is not None and config.blend > 0:
+            latents = blend_latents(state.latents, latents, config.blend)
 
         # 4. Noise to the strength's starting timestep
-        noise = randn_tensor(latents.shape, generator=generator, device=parts.device, dtype=latents.dtype)
+        noise = self._noise(latents, generator, frame_index, state, flow, trusted)
         latents = self.scheduler.add_noise(latents, noise, timesteps[:1])
 
         # 5. Denoise
@@ -116,7 +166,11 @@ class Stylizer:
             step_kwargs["eta"] = 0.0
         if self._step_takes_generator:
             step_kwargs["generator"] = generator
-        for t in timesteps:
+        if self.memory is not None and new_shot:
+            self.memory.reset()
+        for step, t in enumerate(timesteps):
+            if self.memory is not None:
+                self.memory.step = step
             model_input = torch.cat([latents] * 2) if self.do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             noise_pred = parts.unet(
@@ -130,7 +184,26 @@ class Stylizer:
                 uncond, text = noise_pred.chunk(2)
                 noise_pred = uncond + config.guidance * (text - uncond)
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
+        if self.memory is not None:
+            self.memory.end_frame(new_shot)
 
-        # 6. Decode
-        decoded = vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0]
-        return FrameResult(image=self._to_image(decoded), latents=latents)
+        # 6. Decode, and hold the colours to the shot's first frame
+        image = self._to_image(vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0])
+        if config.color_match and not new_shot:
+            image = match_colors(image, state.anchor)
+        next_state = TemporalState(
+            source=frame, image=image, latents=latents, noise=noise, anchor=image if new_shot else state.anchor
+        )
+        return FrameResult(image=image, latents=latents, state=next_state, new_shot=new_shot)
+
+    def close(self) -> None:
+        """Give the UNet back its own attention processors."""
+        if self._old_processors is not None:
+            self.parts.unet.set_attn_processor(self._old_processors)
+            self._old_processors = None
+
+    def __enter__(self) -> "Stylizer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,7 +1,9 @@
-"""Temporal tools as small pure tensor functions: no I/O and no models inside."""
+"""Temporal tools as small pure functions on tensors and arrays: no I/O and no models inside."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 
 
@@ -11,5 +13,47 @@ def blend_latents(prev: torch.Tensor, cur: torch.Tensor, weight: float) -> torch
 
 
 def noise_seed(seed: int, frame_index: int, mode: str) -> int:
-    """The seed of a frame's noise: the same for every frame when 'fixed', seed + index when 'per-frame'."""
-    return seed if mode == "fixed" else seed + frame_index
+    """The seed of a frame's noise: seed + index for 'per-frame', the seed itself otherwise."""
+    return seed + frame_index if mode == "per-frame" else seed
+
+
+def flow_blend(frame: np.ndarray, warped_prev: np.ndarray, trusted: np.ndarray, weight: float) -> np.ndarray:
+    """Blend the previous stylised frame, warped onto this one, into it where the flow is trusted (float RGB)."""
+    mask = trusted.astype(np.float32)[..., None] * weight
+    return frame.astype(np.float32) * (1 - mask) + warped_prev.astype(np.float32) * mask
+
+
+def match_colors(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Give `image` the per-channel LAB mean and spread of `reference` (Reinhard et al. 2001), as Deforum does."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
+    mean, std = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
+    ref_mean, ref_std = ref.mean(axis=(0, 1)), ref.std(axis=(0, 1))
+    matched = (lab - mean) * (ref_std / np.maximum(std, 1e-3)) + ref_mean
+    return cv2.cvtColor(matched.clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def warp_noise(prev_noise: torch.Tensor, flow: torch.Tensor, trusted: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+    """Carry the previous frame's noise along the flow; pixels it can't fill take `fresh` noise.
+
+    Nearest-neighbour transport in which every previous sample is used at most once (the first
+    pixel to claim it keeps it; the others, and untrusted pixels, get fresh samples), so the result
+    stays i.i.d. unit Gaussian, unlike bilinear warping, which averages samples and shrinks the
+    variance. `flow` is (H, W, 2) in latent pixels, `trusted` (H, W) bool; noise is (B, C, H, W).
+    A simpler cousin of "How I Warped Your Noise" (Chang et al., ICLR 2024): no sub-pixel transport,
+    so slow sub-pixel motion makes the noise jump a whole latent pixel at a time.
+    """
+    height, width = flow.shape[:2]
+    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    src_x = torch.round(xs + flow[..., 0]).long()
+    src_y = torch.round(ys + flow[..., 1]).long()
+    valid = trusted & (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    src = (src_y.clamp(0, height - 1) * width + src_x.clamp(0, width - 1)).flatten()
+    dst = torch.arange(height * width)
+    valid = valid.flatten()
+    owner = torch.full((height * width,), height * width, dtype=torch.long)
+    owner = owner.scatter_reduce(0, src[valid], dst[valid], reduce="amin")
+    keep = valid & (owner[src] == dst)
+    carried = prev_noise.flatten(2)[:, :, src.to(prev_noise.device)].to(fresh.device, fresh.dtype)
+    out = torch.where(keep.to(fresh.device), carried, fresh.flatten(2))
+    return out.view_as(fresh)
