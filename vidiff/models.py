@@ -62,8 +62,10 @@ def load_parts(model: str, device: str = "auto", dtype: str = "auto", allow_pick
 
 def _placed(parts: ModelParts, device: torch.device, dtype: torch.dtype) -> ModelParts:
     for module in (parts.vae, parts.text_encoder, parts.unet):
+        module.to(device)
         # cast only when needed: diffusers warns on every dtype cast it didn't do itself
-        module.to(device=device, dtype=None if module.dtype == dtype else dtype)
+        if module.dtype != dtype:
+            module.to(dtype=dtype)
         module.eval()
         module.requires_grad_(False)
     parts.device, parts.dtype = device, dtype
@@ -82,14 +84,14 @@ def _looks_like_path(model: str) -> bool:
 
 
 def _load_pretrained(model: str, dtype: torch.dtype, allow_pickle: bool) -> ModelParts:
-    from diffusers import StableDiffusionPipeline
-
     path = Path(model).expanduser()
     if _looks_like_path(model) and not path.exists():
         raise VidiffError(
             f"model not found: {model} is not a file or folder; give a diffusers folder, a .safetensors file, "
             "a hub id, or --model tiny to check the install"
         )
+    from diffusers import StableDiffusionPipeline
+
     try:
         if path.is_file():
             suffix = path.suffix.lower()
@@ -122,10 +124,12 @@ def _load_pretrained(model: str, dtype: torch.dtype, allow_pickle: bool) -> Mode
     except (OSError, ValueError, EnvironmentError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         reason = " (HF_HUB_OFFLINE is set)" if offline else ""
-        where = "as a file or folder" if path.exists() else f"as a hub id{reason}, nor find it cached"
+        if path.exists():
+            what = f"could not load model {model!r}: {_first_line(err)}"
+        else:  # the hub's own message points at a stack trace we don't show: say what was tried
+            what = f"could not fetch model {model!r} from the hub{reason}, nor find it in the local cache"
         raise VidiffError(
-            f"could not load model {model!r} {where}: {_first_line(err)}. "
-            "Give a local diffusers folder or .safetensors file, or --model tiny to check the install"
+            f"{what}. Give a local diffusers folder or .safetensors file, or --model tiny to check the install"
         ) from None
     return ModelParts(
         vae=pipe.vae,

@@ -66,13 +66,16 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     try:
         if not capture.isOpened():
+            if audio_streams(path):
+                raise VidiffError(f"input {path} has no video stream (audio only); give a video file")
             raise VidiffError(f"input {path} could not be opened as a video (not a video, or truncated)")
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         if width <= 0 or height <= 0 or not fps or fps <= 0 or not capture.grab():
-            raise VidiffError(f"input {path} has no video frames that can be decoded")
+            what = "has no video stream (audio only)" if audio_streams(path) else "has no video frames that can be decoded"
+            raise VidiffError(f"input {path} {what}; give a video file")
     finally:
         capture.release()
     return VideoInfo(path, width, height, exact_fps(fps), max(count, 1))
