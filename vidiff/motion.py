@@ -59,7 +59,7 @@ def cut_score(prev: np.ndarray, cur: np.ndarray) -> float:
 
 
 # cut_score above which two consecutive source frames are taken as a hard cut (a new shot)
-CUT_THRESHOLD = 0.5
+CUT_THRESHOLD = 0.35
 
 
 def is_cut(prev: np.ndarray, cur: np.ndarray, threshold: float | None = CUT_THRESHOLD) -> bool:
