@@ -6,15 +6,18 @@ precedence command line > preset > built-in default needs no merging code of our
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import warnings
 from dataclasses import fields
 
 import click
 
 from . import __version__
 from .config import DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
-from .errors import VidiffError
+from .errors import Interrupted, VidiffError
 from .presets import list_presets, load_preset, user_preset_dir
 from .schedulers import SCHEDULERS
 
@@ -26,6 +29,7 @@ class VidiffGroup(click.Group):
     """Every error the user can fix ends as one line on stderr and exit code 2, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _quiet_libraries()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as err:
@@ -34,13 +38,35 @@ class VidiffGroup(click.Group):
         except VidiffError as err:
             click.echo(f"vidiff: error: {_one_line(str(err))}", err=True)
             code = 2
+        except Interrupted as err:
+            click.echo(f"vidiff: {err}", err=True)
+            code = INTERRUPTED
         except (KeyboardInterrupt, click.Abort):
-            click.echo("vidiff: interrupted; nothing was written to OUTPUT", err=True)
+            click.echo("vidiff: interrupted; nothing was written to OUTPUT (run the same command to resume)", err=True)
             code = INTERRUPTED
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _quiet_libraries() -> None:
+    """The command line owns stderr: the libraries' own notes would bury vidiff's one-line messages."""
+    # the libraries read these when first imported (set them yourself to see their notes)
+    for variable, value in {
+        "OPENCV_FFMPEG_LOGLEVEL": "-8",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "DIFFUSERS_VERBOSITY": "error",
+        "HF_HUB_VERBOSITY": "error",
+    }.items():
+        os.environ.setdefault(variable, value)
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    for name in ("diffusers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="(diffusers|transformers|huggingface_hub)")
 
 
 def _one_line(text: str) -> str:
@@ -95,9 +121,21 @@ def cli() -> None:
               help="The sampler.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the noise.")
 @click.option("--noise", type=click.Choice(NOISE_MODES), default=DEFAULTS.noise, show_default=True,
-              help="fixed: the same noise on every frame (less flicker); per-frame: seed + frame index.")
+              help="fixed: the same noise on every frame; per-frame: seed + frame index; "
+                   "warped: the noise follows the source's motion.")
 @click.option("--blend", type=float, default=DEFAULTS.blend, show_default=True,
               help="Weight in [0, 1) of the previous frame's latents mixed into each frame before noising.")
+@click.option("--flow-blend", type=float, default=DEFAULTS.flow_blend, show_default=True,
+              help="Weight in [0, 1) of the previous output, warped along the source's optical flow, "
+                   "blended into each frame before encoding.")
+@click.option("--color-match/--no-color-match", default=DEFAULTS.color_match, show_default=True,
+              help="Match each output's colours to the first stylised frame of its shot.")
+@click.option("--cross-frame-attn/--no-cross-frame-attn", default=DEFAULTS.cross_frame_attn, show_default=True,
+              help="Up-block self-attention also attends to the shot's first frame and the previous one.")
+@click.option("--cuts/--no-cuts", default=DEFAULTS.cuts, show_default=True,
+              help="Detect hard cuts in INPUT and start each shot afresh.")
+@click.option("--cut-threshold", type=float, default=DEFAULTS.cut_threshold, show_default=True,
+              help="Colour-histogram distance in (0, 1] between frames that counts as a cut.")
 @click.option("--model", default=DEFAULTS.model, show_default=True,
               help="Hub id, diffusers folder, .safetensors file, or 'tiny' (random, offline, for smoke tests).")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
@@ -111,6 +149,8 @@ def cli() -> None:
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
 @click.option("--crf", type=int, default=DEFAULTS.crf, show_default=True, help="H.264 quality (lower is better).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--restart", is_flag=True,
+              help="Discard the unfinished work of an earlier run (OUTPUT.vidiff/) instead of resuming it.")
 @click.option("--save-frames", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
               help="Also write every stylised frame as a PNG into DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
@@ -147,7 +187,8 @@ def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # JSON's string escapes (\n, \", \\, \uXXXX) are all valid in a TOML basic string
+        return json.dumps(value, ensure_ascii=False)
     return repr(value)
 
 
@@ -162,6 +203,40 @@ def demo(output: str, overwrite: bool, quiet: bool) -> None:
     _setup_logging(quiet)
     result = run_demo(output, overwrite=overwrite, progress=not quiet)
     click.echo(result.summary())
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("stylised", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--json", "json_path", type=click.Path(path_type=str), default=None, metavar="FILE",
+              help="Also write every figure, and the per-frame series, as JSON to FILE.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=str), default=None, metavar="FILE.png",
+              help="Also draw the per-frame warp error as a chart (PNG), cuts marked.")
+@click.option("--cuts/--no-cuts", default=True, show_default=True,
+              help="Detect hard cuts in SOURCE and leave the frame pairs across them out; "
+                   "--no-cuts measures every pair.")
+@click.option("--cut-threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=DEFAULTS.cut_threshold,
+              metavar="T", show_default=True,
+              help="Colour-histogram distance in (0, 1] between SOURCE frames that counts as a cut.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar; the figures still print.")
+def score(source: str, stylised: str, json_path: str | None, plot_path: str | None, cuts: bool, cut_threshold: float,
+          quiet: bool) -> None:
+    """Measure the flicker of STYLISED against the motion of SOURCE, the video it was made from.
+
+    Stylised frame t is warped onto t+1 along SOURCE's optical flow and compared over the pixels
+    the flow is trusted on. warp error: mean absolute difference on 0-255; warp MSE: mean squared
+    difference on 0-1; flicker: change of mean brightness; change from source: mean |STYLISED -
+    SOURCE| on 0-255, which is near 0 when the stylisation did little. Pairs across a cut in
+    SOURCE are left out.
+    """
+    from .score import score_video
+
+    ctx = click.get_current_context()
+    if not cuts and ctx.get_parameter_source("cut_threshold") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--cut-threshold and --no-cuts contradict each other; give one of them")
+    threshold = cut_threshold if cuts else None
+    report = score_video(source, stylised, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
+    click.echo(report.table())
 
 
 def main() -> None:
