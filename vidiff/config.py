@@ -86,6 +86,8 @@ class Config:
     # --- the output ---
     # Replace an existing OUTPUT; without it vidiff refuses to.
     overwrite: bool = False
+    # Discard the unfinished work of an earlier run (OUTPUT.vidiff/) instead of resuming it.
+    restart: bool = False
     # Also write every stylised frame as a lossless PNG into this folder.
     save_frames: str | None = None
 
@@ -165,6 +167,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_frames": (lambda v: v is None or (_integer(v) and v >= 1), "must be a whole number ≥ 1"),
     "crf": (lambda v: _integer(v) and 0 <= v <= 51, "must be a whole number from 0 (lossless) to 51"),
     "overwrite": (lambda v: isinstance(v, bool), "must be true or false"),
+    "restart": (lambda v: isinstance(v, bool), "must be true or false"),
     "save_frames": (lambda v: v is None or (isinstance(v, str) and v != ""), "must be a folder path"),
 }
 

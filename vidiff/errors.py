@@ -7,3 +7,7 @@ class VidiffError(Exception):
     The command line prints the message as one line and exits with code 2; anything else that
     escapes is a bug in vidiff and keeps its traceback.
     """
+
+
+class Interrupted(Exception):
+    """The user stopped a run (Ctrl-C); its work is saved and the same command resumes it."""

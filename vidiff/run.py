@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +15,11 @@ import cv2
 from tqdm import tqdm
 
 from .config import Config
-from .errors import VidiffError
+from .errors import Interrupted, VidiffError
 from .models import TINY, ModelParts, load_parts
+from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
 from .stylizer import Stylizer
-from .video import VideoReader, VideoWriter, check_output_path, fit_size, probe
+from .video import SegmentEncoder, VideoReader, assemble, check_output_path, fit_size, probe
 
 log = logging.getLogger("vidiff")
 
@@ -72,25 +76,130 @@ def stylize_video(
         log.warning("note: --model tiny is a small random model for smoke tests; its output carries no real style")
     frames_dir = _frames_dir(config.save_frames)
 
-    # 3. Stream: read a frame, stylise it, write it
+    # 3. The work folder beside OUTPUT: resume where an earlier run of the same settings stopped
     reader = VideoReader(input, size, config.start, config.duration, config.max_frames)
-    writer = VideoWriter(output, size, info.fps, config.crf, audio_source=input, audio_start=reader.start_seconds)
-    state = None
-    with Stylizer(parts, config) as stylizer, reader, writer, tqdm(
-        total=reader.expected_frames, unit="frame", disable=not progress, dynamic_ncols=True, leave=False
+    work = WorkFolder(output, fingerprint(config, input), restart=config.restart)
+    if work.stale:
+        log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings or input")
+    resume = work.checkpoint(needs_memory=config.cross_frame_attn)
+    total = max(reader.expected_frames, resume.next_frame)
+    if resume.next_frame:
+        log.info(f"resuming at frame {resume.next_frame} of {total}")
+
+    # 4. Stream: read a frame, stylise it, write it; encode segment by segment
+    segment = _Segment(work, size, info.fps, config.crf, resume.pending)
+    with Stylizer(parts, config) as stylizer, reader, segment, _graceful_interrupts() as interrupted, tqdm(
+        total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False
     ) as bar:
+        state = stylizer.import_state(resume.state) if resume.state is not None else None
         for index, frame in enumerate(reader):
+            if index < resume.next_frame:
+                continue  # decoded, not stylised: done by an earlier run
             result = stylizer(frame, index, state)
             state = result.state
             if result.new_shot and index > 0:
                 log.info(f"cut at frame {index}: a new shot starts afresh")
-            writer.write(result.image)
             if frames_dir is not None:
                 _save_png(frames_dir / f"frame_{index:06d}.png", result.image)
+            segment.add(index, result.image, lambda memory=True: stylizer.export_state(state, memory),
+                        per_frame_state=not config.cross_frame_attn)  # fmt: skip
             bar.update(1)
-        if writer.frames_written == 0:
-            raise VidiffError(f"input {input} has no frames from {config.start} s on; lower --start")
-    return RunResult(str(output), writer.frames_written, time.perf_counter() - began, size)
+            if interrupted():
+                segment.suspend(index, stylizer.export_state(state))
+                raise Interrupted(
+                    f"interrupted after frame {index + 1} of {total}; run the same command again to resume "
+                    f"(the work so far is in {work.path})"
+                )
+        segment.finish(stylizer.export_state(state) if state is not None else {})
+
+    # 5. Join the segments, add the audio, and put the video at OUTPUT
+    frames = work.manifest.frames_done
+    if frames == 0:
+        raise VidiffError(f"input {input} has no frames from {config.start} s on; lower --start")
+    assemble(work.segments, output, info.fps, frames, audio_source=input, audio_start=reader.start_seconds)
+    work.remove()
+    return RunResult(str(output), frames, time.perf_counter() - began, size)
+
+
+class _Segment:
+    """The segment being encoded: frames go to ffmpeg and, until the segment is committed, to PNGs."""
+
+    def __init__(self, work: WorkFolder, size, fps, crf: int, pending: list[Path]):
+        self.work, self.size, self.fps, self.crf = work, size, fps, crf
+        self.pending = pending  # finished frames of this segment from an earlier run, to encode first
+        self.encoder: SegmentEncoder | None = None
+
+    def _open(self) -> SegmentEncoder:
+        if self.encoder is None:
+            self.encoder = SegmentEncoder(self.work.next_segment(), self.size, self.fps, self.crf).__enter__()
+            for path in self.pending:
+                self.encoder.write(_load_png(path))
+            self.pending = []
+        return self.encoder
+
+    def add(self, index: int, image, export_state, per_frame_state: bool) -> None:
+        encoder = self._open()
+        encoder.write(image)
+        if encoder.frames_written >= SEGMENT_FRAMES:
+            self._commit(export_state())
+            return
+        self.work.save_frame(index, lambda path: _save_png(path, image))
+        # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
+        # from the last segment (a graceful stop still saves it, in suspend)
+        if per_frame_state:
+            self.work.save_pending(index, export_state(False))
+
+    def _commit(self, state: dict) -> None:
+        encoder, self.encoder = self.encoder, None
+        encoder.__exit__(None, None, None)
+        self.work.commit(encoder.path, encoder.frames_written, state)
+
+    def suspend(self, index: int, state: dict) -> None:
+        """Stop after frame `index`: its state is saved; the unfinished segment waits as PNGs."""
+        if self.encoder is not None:
+            self.work.save_pending(index, state)
+
+    def finish(self, state: dict) -> None:
+        if self.pending:
+            self._open()
+        if self.encoder is not None:
+            self._commit(state)
+
+    def __enter__(self) -> "_Segment":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.encoder is not None:  # a partial segment: its frames are kept as PNGs instead
+            self.encoder.__exit__(exc_type or RuntimeError, exc, tb)
+            self.encoder = None
+
+
+@contextmanager
+def _graceful_interrupts():
+    """The first Ctrl-C lets the current frame finish (then the run stops, resumable); a second stops at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = []
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+        log.warning("stopping after this frame (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _load_png(path: Path):
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VidiffError(f"the work folder's frame {path} can't be read; run again with --restart")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _frames_dir(save_frames: str | None) -> Path | None:

@@ -39,7 +39,6 @@ class TemporalState:
     latents: torch.Tensor | None = None  # the previous frame's final denoised latents
     noise: torch.Tensor | None = None  # the previous frame's starting noise
     anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
-    new_shot: bool = True  # whether the frame about to be stylised starts a shot
 
 
 class Stylizer:
@@ -195,6 +194,44 @@ class Stylizer:
             source=frame, image=image, latents=latents, noise=noise, anchor=image if new_shot else state.anchor
         )
         return FrameResult(image=image, latents=latents, state=next_state, new_shot=new_shot)
+
+    def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
+        """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""
+        data = {}
+        for name, value in vars(state).items():
+            if value is not None:
+                data[name] = torch.from_numpy(value) if isinstance(value, np.ndarray) else value.cpu()
+        if with_memory and self.memory is not None:
+            memory = self.memory
+            # right after a shot's first frame the anchor *is* the previous frame: attended to once
+            parts = ("anchor",) if memory.previous is memory.anchor else ("anchor", "previous")
+            data["memory"] = {
+                part: {f"{layer}|{step}": tensor.cpu() for (layer, step), tensor in getattr(memory, part).items()}
+                for part in parts
+            }
+        return data
+
+    def import_state(self, data: dict) -> TemporalState:
+        """The inverse of export_state: the state, on this stylizer's device, memory restored."""
+        device = self.parts.device
+        state = TemporalState(
+            source=data["source"].numpy() if "source" in data else None,
+            image=data["image"].numpy() if "image" in data else None,
+            latents=data["latents"].to(device) if "latents" in data else None,
+            noise=data["noise"].to(device) if "noise" in data else None,
+            anchor=data["anchor"].numpy() if "anchor" in data else None,
+        )
+        if self.memory is not None:
+            self.memory.reset()
+            for part, stored in data.get("memory", {}).items():
+                restored = {}
+                for key, tensor in stored.items():
+                    layer, step = key.rsplit("|", 1)
+                    restored[(layer, int(step))] = tensor.to(device)
+                setattr(self.memory, part, restored)
+            if "previous" not in data.get("memory", {}):
+                self.memory.previous = self.memory.anchor
+        return state
 
     def close(self) -> None:
         """Give the UNet back its own attention processors."""

@@ -185,8 +185,132 @@ def check_output_path(output: str | os.PathLike, input: str | os.PathLike, overw
         raise VidiffError(f"output folder {folder} is not writable")
 
 
+def _rate(fps: Fraction) -> str:
+    return f"{fps.numerator}/{fps.denominator}"
+
+
+def _container_flags(path: str | os.PathLike) -> list[str]:
+    # the index up front, so players and browsers can start before the whole file arrives
+    return ["-movflags", "+faststart"] if Path(path).suffix.lower() in (".mp4", ".m4v", ".mov") else []
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "no message"
+
+
+class SegmentEncoder:
+    """Encode RGB frames to an H.264 (yuv420p) video-only file at an exact frame rate.
+
+    The file at `path` is complete only once the context exits without error; on error it is removed.
+    """
+
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: Fraction, crf: int = 18):
+        width, height = size
+        if width % 2 or height % 2:
+            raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
+        self.path, self.size, self.fps, self.crf = Path(path), size, Fraction(fps), crf
+        self.frames_written = 0
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "SegmentEncoder":
+        self._log = tempfile.TemporaryFile()
+        width, height = self.size
+        command = [
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", _rate(self.fps),
+            "-i", "pipe:0",
+            "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            "-r", _rate(self.fps), *_container_flags(self.path), os.fspath(self.path),
+        ]  # fmt: skip
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        width, height = self.size
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"expected a {height}x{width}x3 uint8 frame, got {frame.shape} {frame.dtype}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except (BrokenPipeError, OSError):
+            raise VidiffError(f"ffmpeg stopped while encoding: {self._ffmpeg_said()}") from None
+        self.frames_written += 1
+
+    def _ffmpeg_said(self) -> str:
+        self._log.seek(0)
+        return _last_line(self._log.read().decode("utf-8", "replace"))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._process.stdin.close()
+                if self._process.wait() != 0:
+                    raise VidiffError(f"ffmpeg failed to encode the video: {self._ffmpeg_said()}")
+                _fsync(self.path)
+        except BaseException:
+            exc_type = True
+            raise
+        finally:
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            self._log.close()
+            if exc_type is not None and self.path.exists():
+                self.path.unlink()
+
+
+def assemble(
+    segments: list[str | os.PathLike],
+    output: str | os.PathLike,
+    fps: Fraction,
+    frames: int,
+    audio_source: str | os.PathLike | None = None,
+    audio_start: float = 0.0,
+) -> None:
+    """Join encoded segments without re-encoding, add the source's audio cut to the same span, and
+    rename the result onto `output` only when it is complete."""
+    if frames == 0 or not segments:
+        raise VidiffError("no frames were written; the input had none in the chosen range")
+    output = Path(output)
+    streams = audio_streams(audio_source) if audio_source is not None else []
+    fd, temp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}", dir=output.parent)
+    os.close(fd)
+    fd, listing = tempfile.mkstemp(prefix=".vidiff-concat.", suffix=".txt", dir=output.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            for segment in segments:
+                # the concat demuxer's quoting: inside '...', a quote is written '\''
+                quoted = os.path.abspath(segment).replace("'", "'\\''")
+                file.write(f"file '{quoted}'\n")
+        base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+                "-f", "concat", "-safe", "0", "-i", listing]  # fmt: skip
+        if streams:
+            duration = frames / Fraction(fps)
+            base += ["-ss", f"{audio_start:.6f}", "-t", f"{float(duration):.6f}", "-i", os.fspath(audio_source),
+                     "-map", "0:v:0", "-map", "1:a?"]  # fmt: skip
+        base += ["-c:v", "copy"]
+        # copy the audio as it is where players expect that codec in this container; else AAC
+        aac = ["-c:a", "aac", "-b:a", "192k"]
+        codecs = [stream.split()[0].rstrip(",") for stream in streams]
+        copyable = output.suffix.lower() == ".mkv" or all(codec in MP4_AUDIO for codec in codecs)
+        attempts = ([["-c:a", "copy"], aac] if copyable else [aac]) if streams else [[]]
+        for audio_codec in attempts:
+            done = subprocess.run([*base, *audio_codec, *_container_flags(output), temp],
+                                  capture_output=True, text=True, errors="replace")  # fmt: skip
+            if done.returncode == 0:
+                break
+        else:
+            raise VidiffError(f"ffmpeg could not write {output}: {_last_line(done.stderr)}")
+        _fsync(temp)
+        os.replace(temp, output)
+    finally:
+        for name in (temp, listing):
+            if os.path.exists(name):
+                os.unlink(name)
+
+
 class VideoWriter:
-    """Encode RGB frames to H.264 (yuv420p) at an exact frame rate, then add the source's audio.
+    """Encode RGB frames to H.264 at an exact frame rate, then add the source's audio.
 
     Everything is written to hidden temporary files beside `path` and renamed onto it only when
     the whole video is done, so a failed or interrupted run never leaves a half-written OUTPUT.
@@ -201,107 +325,31 @@ class VideoWriter:
         audio_source: str | os.PathLike | None = None,
         audio_start: float = 0.0,
     ):
-        width, height = size
-        if width % 2 or height % 2:
-            raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
         self.path = Path(path)
-        self.size, self.fps, self.crf = size, Fraction(fps), crf
-        self.audio_source, self.audio_start = audio_source, audio_start
-        self.frames_written = 0
-        self._process: subprocess.Popen | None = None
-        self._temps: list[str] = []
-
-    def _temp(self, tag: str) -> str:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=f".{tag}{self.path.suffix}", dir=self.path.parent or "."
-        )
+        fd, self._segment = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".video.mp4", dir=self.path.parent)
         os.close(fd)
-        self._temps.append(name)
-        return name
+        self._encoder = SegmentEncoder(self._segment, size, fps, crf)
+        self.fps, self.audio_source, self.audio_start = Fraction(fps), audio_source, audio_start
+
+    @property
+    def frames_written(self) -> int:
+        return self._encoder.frames_written
 
     def __enter__(self) -> "VideoWriter":
-        self._video = self._temp("video")
-        self._log = tempfile.TemporaryFile()
-        width, height = self.size
-        command = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-            "-framerate", f"{self.fps.numerator}/{self.fps.denominator}", "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-            "-r", f"{self.fps.numerator}/{self.fps.denominator}",
-            *self._container_flags(), self._video,
-        ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._encoder.__enter__()
         return self
 
-    def _container_flags(self) -> list[str]:
-        # the index up front, so players and browsers can start before the whole file arrives
-        return ["-movflags", "+faststart"] if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else []
-
     def write(self, frame: np.ndarray) -> None:
-        width, height = self.size
-        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"expected a {height}x{width}x3 uint8 frame, got {frame.shape} {frame.dtype}")
-        try:
-            self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
-        except (BrokenPipeError, OSError):
-            raise VidiffError(f"ffmpeg stopped while encoding {self.path}: {self._ffmpeg_said()}") from None
-        self.frames_written += 1
-
-    def _ffmpeg_said(self) -> str:
-        self._log.seek(0)
-        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
-        return lines[-1] if lines else "no message"
+        self._encoder.write(frame)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            self._encoder.__exit__(exc_type, exc, tb)
             if exc_type is None:
-                self._finish()
+                assemble([self._segment], self.path, self.fps, self.frames_written, self.audio_source, self.audio_start)
         finally:
-            if self._process is not None and self._process.poll() is None:
-                self._process.kill()
-                self._process.wait()
-            self._log.close()
-            for name in self._temps:
-                if os.path.exists(name):
-                    os.unlink(name)
-
-    def _finish(self) -> None:
-        self._process.stdin.close()
-        if self._process.wait() != 0:
-            raise VidiffError(f"ffmpeg failed to encode {self.path}: {self._ffmpeg_said()}")
-        if self.frames_written == 0:
-            raise VidiffError("no frames were written; the input had none in the chosen range")
-        result = self._video
-        if self.audio_source is not None:
-            streams = audio_streams(self.audio_source)
-            if streams:
-                result = self._with_audio(streams)
-        _fsync(result)
-        os.replace(result, self.path)
-
-    def _with_audio(self, streams: list[str]) -> str:
-        """Mux the source's audio streams, cut to the frames written, into a copy of the video."""
-        duration = self.frames_written / self.fps
-        muxed = self._temp("muxed")
-        base = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-i", self._video,
-            "-ss", f"{self.audio_start:.6f}", "-t", f"{float(duration):.6f}", "-i", os.fspath(self.audio_source),
-            "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy",
-        ]  # fmt: skip
-        # copy the audio as it is where players expect that codec in this container; else AAC
-        aac = ["-c:a", "aac", "-b:a", "192k"]
-        codecs = [stream.split()[0].rstrip(",") for stream in streams]
-        copyable = self.path.suffix.lower() == ".mkv" or all(codec in MP4_AUDIO for codec in codecs)
-        for audio_codec in ([["-c:a", "copy"], aac] if copyable else [aac]):
-            done = subprocess.run(
-                [*base, *audio_codec, *self._container_flags(), muxed], capture_output=True, text=True, errors="replace"
-            )
-            if done.returncode == 0:
-                return muxed
-        said = done.stderr.strip().splitlines()
-        raise VidiffError(f"ffmpeg could not add the audio to {self.path}: {said[-1] if said else 'no message'}")
+            if os.path.exists(self._segment):
+                os.unlink(self._segment)
 
 
 def _fsync(path: str) -> None:
