@@ -115,3 +115,14 @@ def test_config_rejects_out_of_range_values(field, bad):
 def test_config_rejects_strength_that_runs_no_step():
     with pytest.raises(Exception, match="raise strength or steps"):
         Config(prompt="x", strength=0.05, steps=10).validate()
+
+
+@pytest.mark.parametrize("name", ["-leading dash.mp4", "quote's \"double\".mp4", "ünïcødé 视频.mkv"])
+def test_awkward_file_names_work(clips, tmp_path, name, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = tmp_path / f"in {name}"
+    source.write_bytes(clips["ntsc_odd_stereo"].read_bytes())
+    result = CliRunner().invoke(cli, ["stylize", *FAST, "--max-side", "64", "-q", "--", source.name, name])
+    assert result.exit_code == 0, result.stderr
+    assert len(read_frames(tmp_path / name)) == 9 and audio_streams(tmp_path / name)
+    assert sorted(os.listdir(tmp_path)) == sorted([source.name, name])

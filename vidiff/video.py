@@ -221,7 +221,8 @@ class SegmentEncoder:
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", _rate(self.fps),
             "-i", "pipe:0",
             "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
-            "-r", _rate(self.fps), *_container_flags(self.path), os.fspath(self.path),
+            # absolute: a relative name starting with '-' would read as an option
+            "-r", _rate(self.fps), *_container_flags(self.path), os.path.abspath(self.path),
         ]  # fmt: skip
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         return self
@@ -295,7 +296,7 @@ def assemble(
         copyable = output.suffix.lower() == ".mkv" or all(codec in MP4_AUDIO for codec in codecs)
         attempts = ([["-c:a", "copy"], aac] if copyable else [aac]) if streams else [[]]
         for audio_codec in attempts:
-            done = subprocess.run([*base, *audio_codec, *_container_flags(output), temp],
+            done = subprocess.run([*base, *audio_codec, *_container_flags(output), os.path.abspath(temp)],
                                   capture_output=True, text=True, errors="replace")  # fmt: skip
             if done.returncode == 0:
                 break
