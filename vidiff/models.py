@@ -49,6 +49,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether `err` is the accelerator running out of memory (CUDA's own type, or MPS's message)."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    )
+
+
 def load_parts(model: str, device: str = "auto", dtype: str = "auto", allow_pickle: bool = False) -> ModelParts:
     """Build the model parts for `model`: 'tiny', a local folder, a single checkpoint file, or a hub id."""
     torch_device = resolve_device(device)

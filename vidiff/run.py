@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .config import Config
 from .errors import Interrupted, VidiffError
-from .models import TINY, ModelParts, load_parts
+from .models import TINY, ModelParts, is_out_of_memory, load_parts
 from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
 from .stylizer import Stylizer
 from .video import SegmentEncoder, VideoReader, assemble, check_output_path, fit_size, probe
@@ -88,14 +88,23 @@ def stylize_video(
 
     # 4. Stream: read a frame, stylise it, write it; encode segment by segment
     segment = _Segment(work, size, info.fps, config.crf, resume.pending)
-    with Stylizer(parts, config) as stylizer, reader, segment, _graceful_interrupts() as interrupted, tqdm(
+    with _disk_errors(work), Stylizer(parts, config) as stylizer, reader, segment, _graceful_interrupts() as interrupted, tqdm(
         total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False
     ) as bar:
         state = stylizer.import_state(resume.state) if resume.state is not None else None
         for index, frame in enumerate(reader):
             if index < resume.next_frame:
                 continue  # decoded, not stylised: done by an earlier run
-            result = stylizer(frame, index, state)
+            try:
+                result = stylizer(frame, index, state)
+            except Exception as err:
+                if not is_out_of_memory(err):
+                    raise
+                raise VidiffError(
+                    f"out of {parts.device.type} memory at frame {index} ({size[0]}x{size[1]}); lower --max-side "
+                    f"(now {config.max_side}) or use --dtype fp16; the finished frames are kept, "
+                    "the same command resumes"
+                ) from None
             state = result.state
             if result.new_shot and index > 0:
                 log.info(f"cut at frame {index}: a new shot starts afresh")
@@ -172,6 +181,21 @@ class _Segment:
         if self.encoder is not None:  # a partial segment: its frames are kept as PNGs instead
             self.encoder.__exit__(exc_type or RuntimeError, exc, tb)
             self.encoder = None
+
+
+@contextmanager
+def _disk_errors(work: WorkFolder):
+    """A full disk or a vanished folder mid-run: say so in one line; the work saved so far stays resumable."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, (BrokenPipeError, ConnectionError)) or err.errno is None:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        raise VidiffError(
+            f"disk error: {err.strerror}{where}; the work so far is in {work.path}: "
+            "fix the cause (free disk space) and run the same command to resume"
+        ) from None
 
 
 @contextmanager

@@ -8,18 +8,22 @@ the same generator draws the VAE's latent sample, then the noise, then any sampl
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .config import Config
-from .models import ModelParts
-from .schedulers import make_scheduler
 from .attention import CrossFrameMemory, install_cross_frame_attention
+from .config import Config
+from .errors import VidiffError
+from .models import ModelParts
 from .motion import backward_flow, downscale_flow, is_cut, warp
+from .schedulers import make_scheduler
 from .temporal import blend_latents, flow_blend, match_colors, noise_seed, warp_noise
+
+log = logging.getLogger("vidiff")
 
 
 @dataclass
@@ -107,13 +111,33 @@ class Stylizer:
 
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(frame)).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
-        return (image * 2.0 - 1.0).to(device=self.parts.device, dtype=self.parts.dtype)
+        return (image * 2.0 - 1.0).to(device=self.parts.device, dtype=self.parts.vae.dtype)
 
     @staticmethod
     def _to_image(decoded: torch.Tensor) -> np.ndarray:
         image = (decoded / 2 + 0.5).clamp(0, 1)
         image = image.cpu().permute(0, 2, 3, 1).float().numpy()[0]
         return (image * 255).round().astype(np.uint8)
+
+    def _decode(self, latents: torch.Tensor, frame_index: int) -> torch.Tensor:
+        """Decode latents; a half-precision VAE that overflows to NaN/inf is upcast to fp32 and tried again."""
+        vae = self.parts.vae
+        decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        if torch.isfinite(decoded).all():
+            return decoded
+        if vae.dtype != torch.float32:
+            log.warning(
+                f"frame {frame_index}: the {str(vae.dtype).removeprefix('torch.')} VAE overflowed (NaN/inf); "
+                "decoding in fp32 from here on"
+            )
+            # for the rest of the run, as diffusers' upcast_vae does: SD's VAE overflows in fp16 at large sizes
+            vae.to(torch.float32)
+            decoded = vae.decode(latents.to(torch.float32) / vae.config.scaling_factor, return_dict=False)[0]
+            if torch.isfinite(decoded).all():
+                return decoded
+        raise VidiffError(
+            f"frame {frame_index}: the model produced NaN/inf values; try --dtype fp32, or a lower --guidance"
+        )
 
     def _noise(self, latents, generator, frame_index, state: TemporalState, flow, trusted) -> torch.Tensor:
         """The frame's starting noise; drawn after the VAE's sample from the same generator, as diffusers does."""
@@ -152,6 +176,7 @@ class Stylizer:
 
         # 3. Encode, then blend in the previous frame's latents (before noising)
         latents = vae.encode(self._to_tensor(start)).latent_dist.sample(generator) * vae.config.scaling_factor
+        latents = latents.to(parts.dtype)  # a no-op unless the VAE was upcast after a NaN
         if state.latents is not None and config.blend > 0:
             latents = blend_latents(state.latents, latents, config.blend)
 
@@ -187,7 +212,7 @@ class Stylizer:
             self.memory.end_frame(new_shot)
 
         # 6. Decode, and hold the colours to the shot's first frame
-        image = self._to_image(vae.decode(latents / vae.config.scaling_factor, return_dict=False)[0])
+        image = self._to_image(self._decode(latents, frame_index))
         if config.color_match and not new_shot:
             image = match_colors(image, state.anchor)
         next_state = TemporalState(
