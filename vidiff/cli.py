@@ -147,6 +147,14 @@ def cli() -> None:
 @click.option("--start", type=float, default=DEFAULTS.start, show_default=True, help="Seconds into INPUT to begin.")
 @click.option("--duration", type=float, default=None, help="Seconds of INPUT to stylise.")
 @click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
+@click.option("--fps", default=None, metavar="RATE",
+              help="Frame rate of an image-sequence INPUT (a folder of numbered images, or a pattern such as "
+                   "frames/img_%04d.png): a number or a fraction such as 30000/1001; 24 if not given. "
+                   "A video keeps its own.")
+@click.option("--on-bad-frame", type=click.Choice(("stop", "skip")), default=DEFAULTS.on_bad_frame,
+              show_default=True,
+              help="A frame of INPUT that can't be decoded (a damaged file): stop with an error naming it, "
+                   "or skip it, report it and go on.")
 @click.option("--crf", type=int, default=DEFAULTS.crf, show_default=True, help="H.264 quality (lower is better).")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--restart", is_flag=True,

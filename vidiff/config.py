@@ -12,6 +12,7 @@ from typing import Any, Callable
 from .errors import VidiffError
 from .motion import CUT_THRESHOLD
 from .schedulers import SCHEDULERS
+from .video import BAD_FRAME_ACTIONS, parse_fps
 
 # The model a plain `vidiff stylize` uses: Stable Diffusion 1.5, fetched and cached by huggingface_hub.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -82,6 +83,14 @@ class Config:
     max_frames: int | None = None
     # H.264 quality: lower is better and bigger; 18 is visually lossless for most clips.
     crf: int = 18
+    # Frame rate of an image-sequence INPUT (a folder of numbered images, or a pattern such as
+    # frames/img_%04d.png): a number, or text such as "30000/1001"; None is 24. A video keeps its own.
+    fps: float | str | None = None
+    # A frame that can't be decoded before the end of the input (a damaged file): "stop" ends the run
+    # with an error naming the frame; "skip" reports it, leaves it out and goes on. stop is the
+    # default because skipping changes the video: what follows a skipped frame plays one frame
+    # earlier against the audio, so that is for you to choose once you know the file is damaged.
+    on_bad_frame: str = "stop"
 
     # --- the output ---
     # Replace an existing OUTPUT; without it vidiff refuses to.
@@ -141,6 +150,14 @@ def _text(v: Any) -> bool:
     return isinstance(v, str)
 
 
+def _frame_rate(v: Any) -> bool:
+    try:
+        parse_fps(v)
+    except ValueError:
+        return False
+    return True
+
+
 # field -> (is the value allowed?, what is allowed, in words)
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prompt": (_text, "must be text"),
@@ -166,6 +183,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "duration": (lambda v: v is None or (_number(v) and v > 0), "must be a number of seconds > 0"),
     "max_frames": (lambda v: v is None or (_integer(v) and v >= 1), "must be a whole number ≥ 1"),
     "crf": (lambda v: _integer(v) and 0 <= v <= 51, "must be a whole number from 0 (lossless) to 51"),
+    "fps": (lambda v: v is None or _frame_rate(v),
+            "must be a frame rate above 0 and at most 1000, such as 24, 12.5 or 30000/1001"),
+    "on_bad_frame": _choice(BAD_FRAME_ACTIONS),
     "overwrite": (lambda v: isinstance(v, bool), "must be true or false"),
     "restart": (lambda v: isinstance(v, bool), "must be true or false"),
     "save_frames": (lambda v: v is None or (isinstance(v, str) and v != ""), "must be a folder path"),

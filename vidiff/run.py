@@ -65,7 +65,7 @@ def stylize_video(
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
 
     # 1. Check the input and the output before any expensive work
-    info = probe(input)
+    info = probe(input, config.fps)
     check_output_path(output, input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
 
@@ -77,7 +77,8 @@ def stylize_video(
     frames_dir = _frames_dir(config.save_frames)
 
     # 3. The work folder beside OUTPUT: resume where an earlier run of the same settings stopped
-    reader = VideoReader(input, size, config.start, config.duration, config.max_frames)
+    reader = VideoReader(input, size, config.start, config.duration, config.max_frames,
+                         fps=config.fps, on_bad_frame=config.on_bad_frame)
     work = WorkFolder(output, fingerprint(config, input), restart=config.restart)
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings or input")
