@@ -163,7 +163,8 @@ def cli() -> None:
               help="Also write every stylised frame as a PNG into DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
 def stylize(input: str, output: str, quiet: bool, **settings) -> None:
-    """Stylise INPUT (a video file) into OUTPUT (.mp4, .mov, .mkv), keeping its audio."""
+    """Stylise INPUT (a video, a folder of numbered images, or a pattern such as img_%04d.png) into
+    OUTPUT (.mp4, .m4v, .mov, .mkv), keeping its audio. Re-run the same command to resume."""
     from .run import stylize_video
 
     _setup_logging(quiet)
