@@ -54,11 +54,28 @@ def test_warp_noise_follows_the_flow_and_stays_gaussian():
     flow = torch.zeros(32, 32, 2)
     flow[..., 0] = -1.0  # content moved one latent pixel to the right
     trusted = torch.ones(32, 32, dtype=torch.bool)
-    out = warp_noise(prev, flow, trusted, fresh)
+    out, offset = warp_noise(prev, flow, trusted, fresh)
     assert torch.equal(out[..., 1:], prev[..., :-1])  # carried along
     assert torch.equal(out[..., 0], fresh[..., 0])  # uncovered column: fresh noise
+    assert offset.abs().max() < 1e-6  # whole-pixel motion leaves no remainder
     # nothing trusted: all fresh
-    assert torch.equal(warp_noise(prev, flow, torch.zeros_like(trusted), fresh), fresh)
+    assert torch.equal(warp_noise(prev, flow, torch.zeros_like(trusted), fresh)[0], fresh)
+
+
+def test_warp_noise_adds_up_slow_motion_instead_of_rounding_it_away():
+    generator = torch.Generator().manual_seed(3)
+    start = torch.randn(1, 4, 16, 16, generator=generator)
+    flow = torch.zeros(16, 16, 2)
+    flow[..., 0] = -0.25  # a quarter of a latent pixel to the right per frame
+    trusted = torch.ones(16, 16, dtype=torch.bool)
+    noise, offset = start, None
+    for frame in range(4):
+        noise, offset = warp_noise(noise, flow, trusted, torch.randn(1, 4, 16, 16, generator=generator), offset)
+        if frame < 2:
+            assert torch.equal(noise[..., 1:], start[..., 1:])  # not a whole pixel yet: it stays
+    # four quarter-pixel steps make one whole pixel: the noise has moved exactly one to the right
+    assert torch.equal(noise[..., 1:], start[..., :-1])
+    assert offset[:, 1:].abs().max() < 1e-6
 
 
 def test_warped_noise_under_zoom_keeps_unit_variance_where_bilinear_would_not():
@@ -67,7 +84,7 @@ def test_warped_noise_under_zoom_keeps_unit_variance_where_bilinear_would_not():
     fresh = torch.randn(1, 4, 64, 64, generator=generator)
     ys, xs = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     flow = torch.stack([(xs - 32) * -0.4, (ys - 32) * -0.4], -1)  # a strong zoom in: many pixels share a source
-    out = warp_noise(prev, flow, torch.ones(64, 64, dtype=torch.bool), fresh)
+    out, _ = warp_noise(prev, flow, torch.ones(64, 64, dtype=torch.bool), fresh)
     assert out.std().item() == pytest.approx(1.0, abs=0.05)
     assert out.mean().item() == pytest.approx(0.0, abs=0.05)
     # no sample is used twice: neighbouring pixels are not copies of each other

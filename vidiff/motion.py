@@ -68,9 +68,13 @@ def is_cut(prev: np.ndarray, cur: np.ndarray, threshold: float | None = CUT_THRE
 
 
 def downscale_flow(flow: np.ndarray, trusted: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Flow and trust at a lower resolution (e.g. the latents'): vectors rescaled, a cell trusted only if all of it was."""
+    """Flow and trust at a lower resolution (e.g. the latents'): vectors rescaled, a cell trusted if most of it was.
+
+    Most, not all: an 8x8 latent cell with one occluded pixel still moves with the rest, and
+    distrusting it gives it fresh noise every frame (flicker on a still background).
+    """
     width, height = size
     scale_x, scale_y = width / flow.shape[1], height / flow.shape[0]
     small = cv2.resize(flow, (width, height), interpolation=cv2.INTER_AREA) * np.array([scale_x, scale_y], np.float32)
-    small_trusted = cv2.resize(trusted.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) > 0.999
+    small_trusted = cv2.resize(trusted.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA) >= 0.5
     return small, small_trusted

@@ -42,6 +42,7 @@ class TemporalState:
     image: np.ndarray | None = None  # the previous stylised frame
     latents: torch.Tensor | None = None  # the previous frame's final denoised latents
     noise: torch.Tensor | None = None  # the previous frame's starting noise
+    noise_offset: torch.Tensor | None = None  # warped noise: each sample's sub-pixel lag, (H, W, 2)
     anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
 
 
@@ -139,16 +140,19 @@ class Stylizer:
             f"frame {frame_index}: the model produced NaN/inf values; try --dtype fp32, or a lower --guidance"
         )
 
-    def _noise(self, latents, generator, frame_index, state: TemporalState, flow, trusted) -> torch.Tensor:
-        """The frame's starting noise; drawn after the VAE's sample from the same generator, as diffusers does."""
+    def _noise(self, latents, generator, frame_index, state: TemporalState, flow, trusted):
+        """The frame's starting noise (and, warped, its sub-pixel offsets); drawn after the VAE's sample
+        from the same generator, as diffusers does."""
         device, dtype = self.parts.device, latents.dtype
         if self.config.noise == "warped" and state.noise is not None and flow is not None:
             height, width = latents.shape[-2:]
             small_flow, small_trusted = downscale_flow(flow, trusted, (width, height))
             fresh_generator = torch.Generator("cpu").manual_seed(self.config.seed + frame_index)
             fresh = randn_tensor(latents.shape, generator=fresh_generator, device=device, dtype=dtype)
-            return warp_noise(state.noise, torch.from_numpy(small_flow), torch.from_numpy(small_trusted), fresh)
-        return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+            return warp_noise(
+                state.noise, torch.from_numpy(small_flow), torch.from_numpy(small_trusted), fresh, state.noise_offset
+            )
+        return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype), None
 
     @torch.no_grad()
     def __call__(self, frame: np.ndarray, frame_index: int, state: TemporalState | None = None) -> FrameResult:
@@ -181,7 +185,7 @@ class Stylizer:
             latents = blend_latents(state.latents, latents, config.blend)
 
         # 4. Noise to the strength's starting timestep
-        noise = self._noise(latents, generator, frame_index, state, flow, trusted)
+        noise, noise_offset = self._noise(latents, generator, frame_index, state, flow, trusted)
         latents = self.scheduler.add_noise(latents, noise, timesteps[:1])
 
         # 5. Denoise
@@ -216,7 +220,12 @@ class Stylizer:
         if config.color_match and not new_shot:
             image = match_colors(image, state.anchor)
         next_state = TemporalState(
-            source=frame, image=image, latents=latents, noise=noise, anchor=image if new_shot else state.anchor
+            source=frame,
+            image=image,
+            latents=latents,
+            noise=noise,
+            noise_offset=noise_offset,
+            anchor=image if new_shot else state.anchor,
         )
         return FrameResult(image=image, latents=latents, state=next_state, new_shot=new_shot)
 
@@ -244,6 +253,7 @@ class Stylizer:
             image=data["image"].numpy() if "image" in data else None,
             latents=data["latents"].to(device) if "latents" in data else None,
             noise=data["noise"].to(device) if "noise" in data else None,
+            noise_offset=data.get("noise_offset"),
             anchor=data["anchor"].numpy() if "anchor" in data else None,
         )
         if self.memory is not None:

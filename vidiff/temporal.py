@@ -30,30 +30,52 @@ def match_colors(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     mean, std = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
     ref_mean, ref_std = ref.mean(axis=(0, 1)), ref.std(axis=(0, 1))
     matched = (lab - mean) * (ref_std / np.maximum(std, 1e-3)) + ref_mean
-    return cv2.cvtColor(matched.clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    # round, not truncate: truncation darkens every matched frame a little, itself a flicker
+    return cv2.cvtColor(np.rint(matched).clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
-def warp_noise(prev_noise: torch.Tensor, flow: torch.Tensor, trusted: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+def warp_noise(
+    prev_noise: torch.Tensor,
+    flow: torch.Tensor,
+    trusted: torch.Tensor,
+    fresh: torch.Tensor,
+    prev_offset: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Carry the previous frame's noise along the flow; pixels it can't fill take `fresh` noise.
 
     Nearest-neighbour transport in which every previous sample is used at most once (the first
     pixel to claim it keeps it; the others, and untrusted pixels, get fresh samples), so the result
     stays i.i.d. unit Gaussian, unlike bilinear warping, which averages samples and shrinks the
-    variance. `flow` is (H, W, 2) in latent pixels, `trusted` (H, W) bool; noise is (B, C, H, W).
-    A simpler cousin of "How I Warped Your Noise" (Chang et al., ICLR 2024): no sub-pixel transport,
-    so slow sub-pixel motion makes the noise jump a whole latent pixel at a time.
+    variance. Each sample also carries the sub-pixel offset (H, W, 2) between where it sits and
+    where the motion has taken it, so slow motion adds up instead of being rounded away.
+    `flow` is (H, W, 2) in latent pixels, `trusted` (H, W) bool; noise is (B, C, H, W).
+    Returns the new noise and offsets. A simpler cousin of "How I Warped Your Noise" (Chang et al.,
+    ICLR 2024): samples move whole pixels at a time rather than being split over sub-pixel areas.
     """
     height, width = flow.shape[:2]
-    ys, xs = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    src_x = torch.round(xs + flow[..., 0]).long()
-    src_y = torch.round(ys + flow[..., 1]).long()
+    if prev_offset is None:
+        prev_offset = torch.zeros(height, width, 2)
+    prev_offset = prev_offset.to(flow.dtype)
+    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij")
+    # where each pixel's content was in the previous frame, and the sample that now sits nearest it
+    want_x, want_y = xs + flow[..., 0], ys + flow[..., 1]
+    near_x = torch.floor(want_x + 0.5).long().clamp(0, width - 1)
+    near_y = torch.floor(want_y + 0.5).long().clamp(0, height - 1)
+    src_x = torch.floor(want_x - prev_offset[near_y, near_x, 0] + 0.5).long()
+    src_y = torch.floor(want_y - prev_offset[near_y, near_x, 1] + 0.5).long()
     valid = trusted & (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
-    src = (src_y.clamp(0, height - 1) * width + src_x.clamp(0, width - 1)).flatten()
+    src_x, src_y = src_x.clamp(0, width - 1), src_y.clamp(0, height - 1)
+    src = (src_y * width + src_x).flatten()
     dst = torch.arange(height * width)
     valid = valid.flatten()
     owner = torch.full((height * width,), height * width, dtype=torch.long)
     owner = owner.scatter_reduce(0, src[valid], dst[valid], reduce="amin")
     keep = valid & (owner[src] == dst)
     carried = prev_noise.flatten(2)[:, :, src.to(prev_noise.device)].to(fresh.device, fresh.dtype)
-    out = torch.where(keep.to(fresh.device), carried, fresh.flatten(2))
-    return out.view_as(fresh)
+    noise = torch.where(keep.to(fresh.device), carried, fresh.flatten(2)).view_as(fresh)
+    # the sample's true position minus the pixel it now sits on; fresh samples sit exactly
+    offset = torch.stack(
+        [src_x + prev_offset[src_y, src_x, 0] - want_x, src_y + prev_offset[src_y, src_x, 1] - want_y], dim=-1
+    )
+    offset = torch.where(keep.view(height, width, 1), offset, torch.zeros_like(offset))
+    return noise, offset
