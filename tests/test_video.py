@@ -149,3 +149,12 @@ def test_grayscale_and_odd_inputs_decode(tmp_path):
     with VideoReader(gray, size=fit_size(33, 17, 512)) as reader:
         frames = list(reader)
     assert frames and frames[0].shape == (16, 32, 3)
+
+
+def test_output_gets_the_usual_file_permissions(tmp_path):
+    # temporary files made with mkstemp are 0600; OUTPUT must be like any file the user makes
+    out = tmp_path / "out.mp4"
+    _write(out, frames=1)
+    reference = tmp_path / "plain"
+    reference.write_bytes(b"")
+    assert os.stat(out).st_mode & 0o777 == os.stat(reference).st_mode & 0o777

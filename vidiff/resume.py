@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .atomic import write_atomic
 from .errors import VidiffError
 from .video import input_identity
 
@@ -138,12 +139,12 @@ class WorkFolder:
 
     def save_pending(self, frame: int, state: dict[str, Any]) -> None:
         """The state after `frame`, whose segment isn't finished yet."""
-        _write_atomic(self.path / PENDING_STATE, lambda file: torch.save({**state, "frame": frame}, file))
+        write_atomic(self.path / PENDING_STATE, lambda file: torch.save({**state, "frame": frame}, file))
 
     def commit(self, segment: Path, frames: int, state: dict[str, Any]) -> None:
         """Record a finished segment and the state after its last frame, crash-safely."""
         name = f"state-{len(self.manifest.segments):05d}.pt"
-        _write_atomic(self.path / name, lambda file: torch.save(state, file))
+        write_atomic(self.path / name, lambda file: torch.save(state, file))
         old_state = self.manifest.state
         self.manifest.segments.append({"file": segment.name, "frames": frames})
         self.manifest.state = name
@@ -156,22 +157,7 @@ class WorkFolder:
 
     def _write_manifest(self) -> None:
         payload = json.dumps(asdict(self.manifest), indent=1).encode()
-        _write_atomic(self.path / MANIFEST, lambda file: file.write(payload))
+        write_atomic(self.path / MANIFEST, lambda file: file.write(payload))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _write_atomic(path: Path, write) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as file:
-        write(file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
-    # the rename itself must reach the disk before we rely on it
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

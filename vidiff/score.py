@@ -33,7 +33,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .atomic import write_atomic
 from .errors import VidiffError
 from .motion import CUT_THRESHOLD, backward_flow, cut_score, is_cut, warp
 from .video import VideoReader, probe
@@ -265,7 +265,7 @@ def _check_report_path(path, option: str, suffix: str | None, inputs) -> None:
 def write_json(report: ScoreReport, path: str | os.PathLike) -> None:
     """The report as JSON (None as null), written atomically."""
     text = json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n"
-    _write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def write_plot(report: ScoreReport, path: str | os.PathLike) -> None:
@@ -273,23 +273,7 @@ def write_plot(report: ScoreReport, path: str | os.PathLike) -> None:
     ok, png = cv2.imencode(".png", draw_plot(report))
     if not ok:
         raise VidiffError(f"--plot {path}: OpenCV could not encode the plot as PNG")
-    _write_atomic(path, png.tobytes())
-
-
-def _write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    # a temporary file beside `path`, renamed onto it: a reader never sees half a report
-    path = Path(path)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    write_atomic(path, lambda file: file.write(png.tobytes()))
 
 
 # plot colours, BGR

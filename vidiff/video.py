@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -498,8 +499,8 @@ def assemble(
         raise VidiffError("no frames were written; the input had none in the chosen range")
     output = Path(output)
     streams = audio_streams(audio_source) if audio_source is not None else []
-    fd, temp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}", dir=output.parent)
-    os.close(fd)
+    # named, not created: ffmpeg creates it, so OUTPUT gets the usual permissions (mkstemp's are 0600)
+    temp = str(output.parent / f".{output.stem}.{secrets.token_hex(6)}.partial{output.suffix}")
     fd, listing = tempfile.mkstemp(prefix=".vidiff-concat.", suffix=".txt", dir=output.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
