@@ -126,3 +126,10 @@ def test_awkward_file_names_work(clips, tmp_path, name, monkeypatch):
     assert result.exit_code == 0, result.stderr
     assert len(read_frames(tmp_path / name)) == 9 and audio_streams(tmp_path / name)
     assert sorted(os.listdir(tmp_path)) == sorted([source.name, name])
+
+
+def test_start_past_the_end_is_refused_before_any_work(clips, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(out), *FAST, "--start", "60"])
+    assert result.exit_code == 2 and "lower --start" in result.stderr
+    assert os.listdir(tmp_path) == []  # no OUTPUT, no work folder

@@ -68,6 +68,10 @@ def stylize_video(
     info = probe(input, config.fps)
     check_output_path(output, input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
+    reader = VideoReader(input, size, config.start, config.duration, config.max_frames,
+                         fps=config.fps, on_bad_frame=config.on_bad_frame)  # fmt: skip
+    if reader.expected_frames == 0:
+        raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
 
     # 2. Build the model parts once, then prepare the per-video state (prompt embeddings, sampler)
     if parts is None:
@@ -77,8 +81,6 @@ def stylize_video(
     frames_dir = _frames_dir(config.save_frames)
 
     # 3. The work folder beside OUTPUT: resume where an earlier run of the same settings stopped
-    reader = VideoReader(input, size, config.start, config.duration, config.max_frames,
-                         fps=config.fps, on_bad_frame=config.on_bad_frame)
     work = WorkFolder(output, fingerprint(config, input), restart=config.restart)
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings or input")
@@ -89,9 +91,15 @@ def stylize_video(
 
     # 4. Stream: read a frame, stylise it, write it; encode segment by segment
     segment = _Segment(work, size, info.fps, config.crf, resume.pending)
-    with _disk_errors(work), Stylizer(parts, config) as stylizer, reader, segment, _graceful_interrupts() as interrupted, tqdm(
-        total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False
-    ) as bar:
+    bar = tqdm(total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
+    with (
+        _disk_errors(work),
+        Stylizer(parts, config) as stylizer,
+        reader,
+        segment,
+        _graceful_interrupts() as interrupted,
+        bar,
+    ):
         state = stylizer.import_state(resume.state) if resume.state is not None else None
         for index, frame in enumerate(reader):
             if index < resume.next_frame:
@@ -103,8 +111,7 @@ def stylize_video(
                     raise
                 raise VidiffError(
                     f"out of {parts.device.type} memory at frame {index} ({size[0]}x{size[1]}); lower --max-side "
-                    f"(now {config.max_side}) or use --dtype fp16; the finished frames are kept, "
-                    "the same command resumes"
+                    f"(now {config.max_side}); the finished frames are kept and the same command resumes"
                 ) from None
             state = result.state
             if result.new_shot and index > 0:
@@ -124,8 +131,9 @@ def stylize_video(
 
     # 5. Join the segments, add the audio, and put the video at OUTPUT
     frames = work.manifest.frames_done
-    if frames == 0:
-        raise VidiffError(f"input {input} has no frames from {config.start} s on; lower --start")
+    if frames == 0:  # the container promised frames the decoder couldn't deliver
+        work.remove()
+        raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
     assemble(work.segments, output, info.fps, frames, audio_source=input, audio_start=reader.start_seconds)
     work.remove()
     return RunResult(str(output), frames, time.perf_counter() - began, size)
