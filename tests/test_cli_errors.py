@@ -312,3 +312,24 @@ def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
     assert {k: v for k, v in after.items() if not k.startswith(work)} == before
     assert any(k.startswith(f"{work}/pending-") for k in after)
     assert "interrupt" in result.stderr
+
+
+# Every numeric option, out of range or malformed: each is refused before any work, naming itself.
+OPTION_VALUES = [
+    ("steps", "1001"), ("steps", "2.5"), ("guidance", "51"), ("guidance", "nan"), ("seed", "-1"),
+    ("flow_blend", "1"), ("flow_blend", "-0.5"), ("cut_threshold", "0"), ("cut_threshold", "1.5"),
+    ("max_side", "9000"), ("start", "-1"), ("duration", "0"), ("max_frames", "0"), ("crf", "52"),
+    ("crf", "high"), ("fps", "0"), ("noise", "random"), ("device", "tpu"), ("dtype", "fp8"),
+    ("on_bad_frame", "ignore"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("option, value", OPTION_VALUES, ids=[f"{o}={v}" for o, v in OPTION_VALUES])
+def test_every_bad_option_value_exits_2_naming_the_option(option: str, value: str, ws: Workspace):
+    before = snapshot(ws.root)
+    result = CliRunner().invoke(cli, stylize_args(ws.input, ws.output, **{option: value}))
+    assert result.exit_code == 2, (result.output, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vidiff: error: ") and "Traceback" not in result.stderr
+    assert "--" + option.replace("_", "-") in lines[0], lines[0]
+    assert snapshot(ws.root) == before

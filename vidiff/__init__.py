@@ -15,6 +15,8 @@ _API = {
     "load_preset": "presets",
     "RunResult": "run",
     "stylize_video": "run",
+    "score_video": "score",
+    "ScoreReport": "score",
 }
 __all__ = [*_API, "__version__"]
 
