@@ -130,12 +130,9 @@ class WorkFolder:
         except Exception:  # a state cut short by a crash: resume from an earlier one
             return None
 
-    def save_frame(self, index: int, write_png) -> None:
-        """Keep a finished frame of the unfinished segment (write_png(path) writes it)."""
-        path = self.pending_frame(index)
-        temp = path.with_name(f".{path.name}.tmp.png")
-        write_png(temp)
-        os.replace(temp, path)
+    def save_frame(self, index: int, png: bytes) -> None:
+        """Keep a finished frame (PNG bytes) of the unfinished segment."""
+        write_atomic(self.pending_frame(index), lambda file: file.write(png))
 
     def save_pending(self, frame: int, state: dict[str, Any]) -> None:
         """The state after `frame`, whose segment isn't finished yet."""

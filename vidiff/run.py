@@ -161,7 +161,7 @@ class _Segment:
         if encoder.frames_written >= SEGMENT_FRAMES:
             self._commit(export_state())
             return
-        self.work.save_frame(index, lambda path: _save_png(path, image))
+        self.work.save_frame(index, _png_bytes(image))
         # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
         # from the last segment (a graceful stop still saves it, in suspend)
         if per_frame_state:
@@ -246,6 +246,12 @@ def _frames_dir(save_frames: str | None) -> Path | None:
     return folder
 
 
+def _png_bytes(rgb) -> bytes:
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise VidiffError("OpenCV could not encode a frame as PNG")
+    return png.tobytes()
+
+
 def _save_png(path: Path, rgb) -> None:
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise VidiffError(f"could not write {path}")
+    path.write_bytes(_png_bytes(rgb))  # an OSError (a full disk) becomes one resumable line in _disk_errors
