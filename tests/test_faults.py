@@ -51,49 +51,42 @@ def test_nan_that_fp32_cannot_fix_is_a_clear_error():
         Stylizer(parts, Config(prompt="x", steps=2, strength=0.5))(frame, 0)
 
 
-def _failing_at(monkeypatch, cls, name, at_index, error):
+def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> str:
+    """Run with `cls.name` raising `error` at frame 3, check nothing is at OUTPUT, then run again
+    without the fault and check it resumes at frame 3. Returns the failed run's stderr (quiet)."""
     original = getattr(cls, name)
 
     def failing(self, *args, **kwargs):
         index = args[1] if name == "__call__" else args[0]
-        if index == at_index:
+        if index == 3:
             raise error
         return original(self, *args, **kwargs)
 
+    args = ["stylize", str(clip), str(out), *ARGS]
     monkeypatch.setattr(cls, name, failing)
-    return original
-
-
-def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_path, monkeypatch):
-    out = tmp_path / "out.mp4"
-    args = ["stylize", str(clips["plain"]), str(out), *ARGS]
-    original = _failing_at(monkeypatch, Stylizer, "__call__", 3, torch.cuda.OutOfMemoryError("CUDA out of memory"))
-    failed = CliRunner().invoke(cli, args)
+    failed = CliRunner().invoke(cli, [*args, "-q"])
     assert failed.exit_code == 2 and "Traceback" not in failed.stderr
-    assert "--max-side" in failed.stderr and "resume" in failed.stderr
     assert not out.exists()
-    monkeypatch.setattr(Stylizer, "__call__", original)
+    monkeypatch.setattr(cls, name, original)
     resumed = CliRunner().invoke(cli, args)
     assert resumed.exit_code == 0, resumed.stderr
     assert "resuming at frame 3" in resumed.stderr
+    return failed.stderr
+
+
+def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_path, monkeypatch):
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory")
+    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, Stylizer, "__call__", oom)
+    assert "--max-side" in said and "resume" in said
 
 
 def test_full_disk_is_one_clear_line_and_resumable(clips, tmp_path, monkeypatch):
     from vidiff.resume import WorkFolder
 
-    out = tmp_path / "out.mp4"
-    args = ["stylize", str(clips["plain"]), str(out), *ARGS]
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.mp4.vidiff" / "pending-000003.png"))
-    original = _failing_at(monkeypatch, WorkFolder, "save_frame", 3, full)
-    failed = CliRunner().invoke(cli, [*args, "-q"])
-    assert failed.exit_code == 2
-    lines = [line for line in failed.stderr.splitlines() if line.strip()]
+    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, WorkFolder, "save_frame", full)
+    lines = [line for line in said.splitlines() if line.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0] and "resume" in lines[0]
-    assert not out.exists()
-    monkeypatch.setattr(WorkFolder, "save_frame", original)
-    resumed = CliRunner().invoke(cli, args)
-    assert resumed.exit_code == 0, resumed.stderr
-    assert "resuming at frame 3" in resumed.stderr
 
 
 def test_a_failing_ffmpeg_leaves_no_output(clips, tmp_path, monkeypatch):
