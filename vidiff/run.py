@@ -68,8 +68,7 @@ def stylize_video(
     info = probe(input, config.fps)
     check_output_path(output, input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
-    reader = VideoReader(input, size, config.start, config.duration, config.max_frames,
-                         fps=config.fps, on_bad_frame=config.on_bad_frame)  # fmt: skip
+    reader = VideoReader(info, size, config.start, config.duration, config.max_frames, on_bad_frame=config.on_bad_frame)
     if reader.expected_frames == 0:
         raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
 

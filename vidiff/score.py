@@ -152,7 +152,7 @@ def score_video(
     """
     # 1. Check the inputs and where the reports go before the long part
     styl_info = probe(stylised)
-    probe(source)
+    src_info = probe(source)
     for path, option, suffix in ((json_path, "--json", None), (plot_path, "--plot", ".png")):
         if path is not None:
             _check_report_path(path, option, suffix, (source, stylised))
@@ -160,7 +160,7 @@ def score_video(
     # 2. Stream both videos, one frame pair at a time
     size = (styl_info.width, styl_info.height)
     totals = _Totals()
-    with VideoReader(source, size) as src_reader, VideoReader(stylised) as styl_reader, tqdm(
+    with VideoReader(src_info, size) as src_reader, VideoReader(styl_info) as styl_reader, tqdm(
         total=styl_reader.expected_frames, unit="frame", disable=True if not progress else None, leave=False
     ) as bar:
         sources, stylised_frames = iter(src_reader), iter(styl_reader)

@@ -274,7 +274,7 @@ class VideoReader:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | VideoInfo,
         size: tuple[int, int] | None = None,
         start: float = 0.0,
         duration: float | None = None,
@@ -285,19 +285,17 @@ class VideoReader:
     ):
         if on_bad_frame not in BAD_FRAME_ACTIONS:
             raise ValueError(f"on_bad_frame must be one of {BAD_FRAME_ACTIONS}, got {on_bad_frame!r}")
-        self.info = probe(path, fps)
+        # a VideoInfo from probe() saves probing the input a second time
+        self.info = path if isinstance(path, VideoInfo) else probe(path, fps)
         self.size = size or (self.info.width, self.info.height)
         self.on_bad_frame = on_bad_frame
         # trims are whole frames, so the audio can be cut at exactly the same instants
         self.start_frame = int(round(start * self.info.fps))
-        limit = self.info.frame_count - self.start_frame
-        if duration is not None:
-            limit = min(limit, max(1, int(round(duration * self.info.fps))))
-        if max_frames is not None:
-            limit = min(limit, max_frames)
-        self.expected_frames = max(0, limit)
-        self._duration_frames = None if duration is None else max(1, int(round(duration * self.info.fps)))
-        self._max_frames = max_frames
+        limits = [n for n in (None if duration is None else max(1, int(round(duration * self.info.fps))), max_frames)
+                  if n is not None]  # fmt: skip
+        self._limit = min(limits) if limits else None  # the most frames the trims allow; None: to the end
+        left = self.info.frame_count - self.start_frame
+        self.expected_frames = max(0, left if self._limit is None else min(left, self._limit))
         self._capture: cv2.VideoCapture | None = None
         self._open = False
 
@@ -326,8 +324,7 @@ class VideoReader:
         else:
             # decode up to the start rather than seek: container seeks land on keyframes, not frames
             frames = _decoded_frames(self._capture, self.start_frame, self.info.frame_count)
-        limits = [n for n in (self._duration_frames, self._max_frames) if n is not None]
-        limit = min(limits) if limits else None
+        limit = self._limit
         produced, damaged, end = 0, [], self.start_frame  # end: the index after the last frame met
         while limit is None or produced < limit:
             index, frame = next(frames, (None, None))
