@@ -29,7 +29,6 @@ log = logging.getLogger("vidiff")
 @dataclass
 class FrameResult:
     image: np.ndarray  # RGB uint8, (height, width, 3)
-    latents: torch.Tensor  # the final denoised latents
     state: "TemporalState"  # what the next frame needs
     new_shot: bool  # whether this frame began a shot (the first frame, or after a cut)
 
@@ -227,7 +226,7 @@ class Stylizer:
             noise_offset=noise_offset,
             anchor=image if new_shot else state.anchor,
         )
-        return FrameResult(image=image, latents=latents, state=next_state, new_shot=new_shot)
+        return FrameResult(image=image, state=next_state, new_shot=new_shot)
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
         """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""
