@@ -115,9 +115,11 @@ def stylize_video(
             state = result.state
             if result.new_shot and index > 0:
                 log.info(f"cut at frame {index}: a new shot starts afresh")
+            png = _png_bytes(result.image)  # encoded once for --save-frames and the work folder
             if frames_dir is not None:
-                _save_png(frames_dir / f"frame_{index:06d}.png", result.image)
-            segment.add(index, result.image, lambda memory=True: stylizer.export_state(state, memory),
+                # an OSError here (a full disk) becomes one resumable line in _disk_errors
+                (frames_dir / f"frame_{index:06d}.png").write_bytes(png)
+            segment.add(index, result.image, png, lambda memory=True: stylizer.export_state(state, memory),
                         per_frame_state=not config.cross_frame_attn)  # fmt: skip
             bar.update(1)
             if interrupted():
@@ -154,13 +156,13 @@ class _Segment:
             self.pending = []
         return self.encoder
 
-    def add(self, index: int, image, export_state, per_frame_state: bool) -> None:
+    def add(self, index: int, image, png: bytes, export_state, per_frame_state: bool) -> None:
         encoder = self._open()
         encoder.write(image)
         if encoder.frames_written >= SEGMENT_FRAMES:
             self._commit(export_state())
             return
-        self.work.save_frame(index, _png_bytes(image))
+        self.work.save_frame(index, png)
         # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
         # from the last segment (a graceful stop still saves it, in suspend)
         if per_frame_state:
@@ -251,6 +253,3 @@ def _png_bytes(rgb) -> bytes:
         raise VidiffError("OpenCV could not encode a frame as PNG")
     return png.tobytes()
 
-
-def _save_png(path: Path, rgb) -> None:
-    path.write_bytes(_png_bytes(rgb))  # an OSError (a full disk) becomes one resumable line in _disk_errors
