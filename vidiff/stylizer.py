@@ -20,6 +20,7 @@ from .config import Config
 from .errors import VidiffError
 from .models import ModelParts
 from .motion import backward_flow, downscale_flow, is_cut, warp
+from .prompts import PromptEncoder
 from .schedulers import make_scheduler
 from .temporal import blend_latents, flow_blend, match_colors, noise_seed, warp_noise
 
@@ -58,6 +59,7 @@ class Stylizer:
         # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
         self.time_cond_dim = parts.unet.config.time_cond_proj_dim
         self.do_cfg = config.guidance > 1 and self.time_cond_dim is None
+        self.encoder = PromptEncoder(parts)
         self.prompt_embeds = self._encode_prompts()
         self.timestep_cond = self._guidance_embedding() if self.time_cond_dim is not None else None
         step_params = set(inspect.signature(self.scheduler.step).parameters)
@@ -69,24 +71,12 @@ class Stylizer:
             self._old_processors = install_cross_frame_attention(parts.unet, self.memory)
 
     # 1. Encode the prompts, once per video
-    @torch.no_grad()
-    def _encode(self, text: str) -> torch.Tensor:
-        tokenizer, encoder = self.parts.tokenizer, self.parts.text_encoder
-        tokens = tokenizer(
-            text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        )
-        mask = None
-        if getattr(encoder.config, "use_attention_mask", False):
-            mask = tokens.attention_mask.to(self.parts.device)
-        embeds = encoder(tokens.input_ids.to(self.parts.device), attention_mask=mask)[0]
-        return embeds.to(dtype=encoder.dtype, device=self.parts.device)
-
     def _encode_prompts(self) -> torch.Tensor:
-        prompt = self._encode(self.config.prompt)
+        prompt = self.encoder(self.config.prompt).hidden
         if not self.do_cfg:
             return prompt
         # unconditional first, as diffusers orders the CFG batch
-        return torch.cat([self._encode(self.config.negative_prompt), prompt])
+        return torch.cat([self.encoder(self.config.negative_prompt).hidden, prompt])
 
     def _guidance_embedding(self, embedding_dim: int | None = None) -> torch.Tensor:
         """The guidance scale as a sinusoidal embedding (LCM's w-conditioning), as diffusers computes it."""
