@@ -135,6 +135,12 @@ def test_presets_lists_names_with_descriptions():
         assert [preset.name, preset.description] in rows, f"{preset.name} is not listed with its description"
 
 
+def _resolved(preset) -> dict:
+    """Every preset key's value as TOML reads it back: the preset's, else the built-in default."""
+    resolved = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in resolved.items()}
+
+
 @pytest.mark.parametrize("which", ["wooden-carving", "sparse-user-preset"])
 def test_presets_name_shows_resolved_settings_marking_defaults(which, config_home):
     if which == "sparse-user-preset":
@@ -149,8 +155,7 @@ def test_presets_name_shows_resolved_settings_marking_defaults(which, config_hom
     assert preset.source in out
     # every preset key is shown once, with the value it resolves to
     shown = tomllib.loads(out)  # the header lines and the markers are TOML comments
-    expected = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
-    assert shown == expected
+    assert shown == _resolved(preset)
     # exactly the keys the preset does not set are marked as built-in defaults
     marked = {line.split("=")[0].strip() for line in out.splitlines() if line.endswith("# built-in default")}
     assert marked == set(PRESET_KEYS) - set(preset.settings)
@@ -165,7 +170,7 @@ def test_presets_name_output_round_trips_a_multi_line_prompt(config_home):
     assert result.exit_code == 0, result.output
     # what is shown can be saved as a preset and gives the same settings back
     shown = parse_preset(result.stdout.encode(), "shown", str(path)).settings
-    assert shown == {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    assert shown == _resolved(preset)
 
 
 def test_presets_unknown_name_is_an_error():

@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .config import DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
+from .schedule import INTERPOLATIONS
 from .errors import Interrupted, VidiffError
 from .presets import list_presets, load_preset, user_preset_dir
 from .schedulers import SCHEDULERS
@@ -73,6 +74,28 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+class NumberOrKeyframes(click.ParamType):
+    """A number, or a keyframe string ("0:0.3, 48:0.7") that Config.validate checks and explains."""
+
+    name = "number|keyframes"
+
+    def __init__(self, integer: bool = False):
+        self.integer = integer
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return int(value) if self.integer else float(value)
+        except ValueError:
+            return value.strip()
+
+
+NUMBER = NumberOrKeyframes()
+WHOLE_NUMBER = NumberOrKeyframes(integer=True)
+KEYFRAMES_HELP = " Or keyframes: '0:0.3, 48:0.7' (frames) or '0s:0.3, 2.5s:0.7' (seconds)."
+
+
 def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is not None:
         preset = load_preset(value)
@@ -109,25 +132,36 @@ def cli() -> None:
 @click.argument("output", type=click.Path(path_type=str))
 @click.option("--preset", is_eager=True, expose_value=False, callback=_apply_preset, metavar="NAME|FILE.toml",
               help="A style preset (see `vidiff presets`); options given here override its values.")
-@click.option("--prompt", default=DEFAULTS.prompt, help="What the frames should look like.")
-@click.option("--negative-prompt", default=DEFAULTS.negative_prompt, help="What to steer away from.")
-@click.option("--strength", type=float, default=DEFAULTS.strength, show_default=True,
-              help="How far each frame is noised, in [0, 1]: low keeps the source, 1 ignores it.")
+@click.option("--prompt", default=DEFAULTS.prompt,
+              help="What the frames should look like. Keyframes travel from text to text: "
+                   "'0:a wooden carving | 120:a marble statue'.")
+@click.option("--negative-prompt", default=DEFAULTS.negative_prompt,
+              help="What to steer away from (keyframes as for --prompt).")
+@click.option("--mix", multiple=True, metavar="TEXT:WEIGHT",
+              help="Mix another text's embedding into the prompt's: (1 - Σw)·prompt + Σ w·TEXT; repeatable. "
+                   "WEIGHT in [0, 1], or keyframes.")
+@click.option("--negative-mix", multiple=True, metavar="TEXT:WEIGHT", help="The same for the negative prompt.")
+@click.option("--strength", type=NUMBER, default=DEFAULTS.strength, show_default=True,
+              help="How far each frame is noised, in [0, 1]: low keeps the source, 1 ignores it." + KEYFRAMES_HELP)
 @click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True,
               help="Denoising steps of a full-strength run; int(steps × strength) run per frame.")
-@click.option("--guidance", type=float, default=DEFAULTS.guidance, show_default=True,
-              help="Classifier-free guidance scale; 1 or less turns CFG off (twice as fast).")
+@click.option("--guidance", type=NUMBER, default=DEFAULTS.guidance, show_default=True,
+              help="Classifier-free guidance scale; 1 or less turns CFG off (twice as fast). Keyframes too.")
 @click.option("--scheduler", type=click.Choice(list(SCHEDULERS)), default=DEFAULTS.scheduler, show_default=True,
               help="The sampler.")
-@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="Seed of the noise.")
+@click.option("--seed", type=WHOLE_NUMBER, default=DEFAULTS.seed, show_default=True,
+              help="Seed of the noise. Keyframes hold until the next one: '0:1234, 120:99'.")
+@click.option("--interpolation", type=click.Choice(INTERPOLATIONS), default=DEFAULTS.interpolation,
+              show_default=True, help="How keyframed settings move between keyframes.")
 @click.option("--noise", type=click.Choice(NOISE_MODES), default=DEFAULTS.noise, show_default=True,
               help="fixed: the same noise on every frame; per-frame: seed + frame index; "
                    "warped: the noise follows the source's motion.")
-@click.option("--blend", type=float, default=DEFAULTS.blend, show_default=True,
-              help="Weight in [0, 1) of the previous frame's latents mixed into each frame before noising.")
-@click.option("--flow-blend", type=float, default=DEFAULTS.flow_blend, show_default=True,
+@click.option("--blend", type=NUMBER, default=DEFAULTS.blend, show_default=True,
+              help="Weight in [0, 1) of the previous frame's latents mixed into each frame before noising. "
+                   "Keyframes too.")
+@click.option("--flow-blend", type=NUMBER, default=DEFAULTS.flow_blend, show_default=True,
               help="Weight in [0, 1) of the previous output, warped along the source's optical flow, "
-                   "blended into each frame before encoding.")
+                   "blended into each frame before encoding. Keyframes too.")
 @click.option("--color-match/--no-color-match", default=DEFAULTS.color_match, show_default=True,
               help="Match each output's colours to the first stylised frame of its shot.")
 @click.option("--cross-frame-attn/--no-cross-frame-attn", default=DEFAULTS.cross_frame_attn, show_default=True,
@@ -161,14 +195,21 @@ def cli() -> None:
               help="Discard the unfinished work of an earlier run (OUTPUT.vidiff/) instead of resuming it.")
 @click.option("--save-frames", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
               help="Also write every stylised frame as a PNG into DIR.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (frames, size, model, each keyframed value) and exit without loading the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
-def stylize(input: str, output: str, quiet: bool, **settings) -> None:
+def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> None:
     """Stylise INPUT (a video, a folder of numbered images, or a pattern such as img_%04d.png) into
     OUTPUT (.mp4, .m4v, .mov, .mkv), keeping its audio. Re-run the same command to resume."""
-    from .run import stylize_video
-
     _setup_logging(quiet)
     config = Config(**settings)
+    if dry_run:
+        from .plan import plan_run
+
+        click.echo(plan_run(input, output, config).describe())
+        return
+    from .run import stylize_video
+
     result = stylize_video(input, output, config, progress=not quiet)
     click.echo(result.summary())
 
@@ -193,6 +234,8 @@ def presets(name: str | None) -> None:
 
 
 def _toml(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

@@ -11,6 +11,10 @@ from typing import Any, Callable
 
 from .errors import VidiffError
 from .motion import CUT_THRESHOLD
+from .schedule import (
+    INTERPOLATIONS, SCHEDULABLE, TEXT_SCHEDULABLE, ScheduleError, is_text_schedule, parse_mix, parse_numbers,
+    parse_texts,
+)
 from .schedulers import SCHEDULERS
 from .video import BAD_FRAME_ACTIONS, parse_fps
 
@@ -25,20 +29,33 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 @dataclass
 class Config:
     # --- the style ---
-    # What every frame should look like ("a wooden carving, detailed grain").
+    # Settings marked "keyframes" also take a keyframe string that changes them over the video:
+    # "0:0.3, 48:0.7" by frame, "0s:0.3, 2.5s:0.7" by seconds from the output's start (see schedule.py).
+
+    # What every frame should look like ("a wooden carving, detailed grain"). Keyframes travel
+    # from prompt to prompt: "0:a wooden carving | 120:a marble statue".
     prompt: str = ""
-    # What to steer away from; empty is diffusers' own unconditional prompt.
+    # What to steer away from; empty is diffusers' own unconditional prompt. Keyframes as for prompt.
     negative_prompt: str = ""
-    # How far each frame is noised before denoising: near 0 keeps the source, 1 ignores it.
-    strength: float = 0.5
+    # Other texts mixed into the prompt's conditioning, each "TEXT:WEIGHT" (weight a number in [0, 1]
+    # or keyframes): (1 − Σw)·E(prompt) + Σ wᵢ·E(textᵢ) on the text encoder's output embeddings.
+    mix: tuple[str, ...] = ()
+    # The same for the negative prompt.
+    negative_mix: tuple[str, ...] = ()
+    # How far each frame is noised before denoising: near 0 keeps the source, 1 ignores it. Keyframes.
+    strength: float | str = 0.5
     # Denoising steps of a full-strength run; int(steps × strength) of them are run per frame.
     steps: int = 30
-    # Classifier-free guidance scale; at 1 or below CFG is off, which halves the UNet work.
-    guidance: float = 7.5
+    # Classifier-free guidance scale; at 1 or below CFG is off, which halves the UNet work. Keyframes.
+    guidance: float | str = 7.5
     # The sampler, by name (see schedulers.py); built from the model's own scheduler config.
     scheduler: str = "dpm++2m"
-    # Seed of the noise; with noise = "fixed" every frame gets the noise of this seed.
-    seed: int = 0
+    # Seed of the noise; with noise = "fixed" every frame gets the noise of this seed. Keyframes
+    # (a seed holds until the next keyframe: "0:1234, 120:99" changes it at a cut).
+    seed: int | str = 0
+    # How keyframed settings move between keyframes: "linear", "step" (hold until the next one)
+    # or "smooth" (ease out of one keyframe and into the next).
+    interpolation: str = "linear"
 
     # --- temporal consistency (anti-flicker) ---
     # "fixed": the same noise on every frame (less flicker, but texture sticks to the screen);
@@ -46,11 +63,11 @@ class Config:
     # source's optical flow, fresh noise where it can't be (texture moves with the content).
     noise: str = "fixed"
     # Weight W of the previous frame's denoised latents mixed into this frame's encoded latents
-    # before noising: (1 - W)·enc(frame) + W·previous. 0 makes frames independent; smears motion.
-    blend: float = 0.0
+    # before noising: (1 - W)·enc(frame) + W·previous. 0 makes frames independent; smears motion. Keyframes.
+    blend: float | str = 0.0
     # Weight W of the previous stylised frame, warped along the source's optical flow, blended into
-    # this frame before encoding; occluded pixels keep the current frame. Follows motion, unlike blend.
-    flow_blend: float = 0.0
+    # this frame before encoding; occluded pixels keep the current frame. Follows motion, unlike blend. Keyframes.
+    flow_blend: float | str = 0.0
     # Match each output's colours (LAB mean and spread) to the first stylised frame of its shot.
     color_match: bool = False
     # Self-attention in the UNet's up blocks also attends to the shot's first frame and the previous one.
@@ -100,15 +117,22 @@ class Config:
     # Also write every stylised frame as a lossless PNG into this folder.
     save_frames: str | None = None
 
+    def __post_init__(self):
+        # a preset's TOML gives lists, the command line tuples: one type, so equal settings compare equal
+        for name in ("mix", "negative_mix"):
+            if isinstance(getattr(self, name), list):
+                setattr(self, name, tuple(getattr(self, name)))
+
     def validate(self) -> "Config":
         """Check every field, raising ConfigError naming the first bad one; returns self."""
         for name, value in asdict(self).items():
             check_field(name, value)
-        if int(self.steps * self.strength) < 1:
+        lowest = min(values_of("strength", self.strength))
+        if int(self.steps * lowest) < 1:
             raise ConfigError(
                 "strength",
                 self.strength,
-                f"with steps = {self.steps}, int(steps × strength) = 0 denoising steps; "
+                f"with steps = {self.steps}, a strength of {lowest} gives int(steps × strength) = 0 denoising steps; "
                 "raise strength or steps",
             )
         return self
@@ -150,6 +174,10 @@ def _text(v: Any) -> bool:
     return isinstance(v, str)
 
 
+def _texts(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and all(isinstance(item, str) for item in v)
+
+
 def _frame_rate(v: Any) -> bool:
     try:
         parse_fps(v)
@@ -167,6 +195,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance": (lambda v: _number(v) and 0 <= v <= 50, "must be a number in [0, 50]"),
     "scheduler": _choice(tuple(SCHEDULERS)),
     "seed": (lambda v: _integer(v) and 0 <= v < 2**63, "must be a whole number ≥ 0"),
+    "mix": (_texts, "must be a list of TEXT:WEIGHT texts"),
+    "negative_mix": (_texts, "must be a list of TEXT:WEIGHT texts"),
+    "interpolation": _choice(INTERPOLATIONS),
     "noise": _choice(NOISE_MODES),
     "blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
     "flow_blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
@@ -193,13 +224,55 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 # The settings a preset may hold: the look and the model, not where a particular run starts or writes.
 PRESET_KEYS = (
-    "prompt", "negative_prompt", "strength", "steps", "guidance", "scheduler", "seed",
+    "prompt", "negative_prompt", "mix", "negative_mix", "interpolation", "strength", "steps", "guidance", "scheduler", "seed",
     "noise", "blend", "flow_blend", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
     "model", "max_side", "crf",
 )
 
+_KEYFRAMES_EXAMPLE = "or keyframes, such as '0:0.3, 48:0.7'"
+_MIX_WEIGHT = (lambda v: _number(v) and 0 <= v <= 1, "must be a number in [0, 1]")
+
+
 def check_field(name: str, value: Any) -> None:
     """Raise ConfigError if `value` is not allowed for field `name`."""
     allowed, words = RULES[name]
+    if name in SCHEDULABLE and isinstance(value, str):
+        _check_keyframes(name, value, value, *RULES[name], integer=name == "seed")
+        return
+    if name in TEXT_SCHEDULABLE and is_text_schedule(value):
+        try:
+            parse_texts(value)
+        except ScheduleError as err:
+            raise ConfigError(name, value, str(err)) from None
+        return
     if not allowed(value):
-        raise ConfigError(name, value, words)
+        raise ConfigError(name, value, f"{words} ({_KEYFRAMES_EXAMPLE})" if name in SCHEDULABLE else words)
+    if name in ("mix", "negative_mix"):
+        for entry in value:
+            try:
+                _text, weight = parse_mix(entry)
+            except ScheduleError as err:
+                raise ConfigError(name, entry, str(err)) from None
+            _check_keyframes(name, entry, weight, *_MIX_WEIGHT)
+
+
+def _check_keyframes(name: str, shown: Any, value: Any, allowed, words: str, integer: bool = False) -> None:
+    """Check a number or a keyframe string, value by value; `shown` is what the error quotes."""
+    if not isinstance(value, str):
+        if not allowed(value):
+            raise ConfigError(name, shown, f"weight {value!r} {words}")
+        return
+    try:
+        keyframes = parse_numbers(value, integer)
+    except ScheduleError as err:
+        raise ConfigError(name, shown, str(err)) from None
+    for number, keyframe in enumerate(keyframes, start=1):
+        if not allowed(keyframe.value):
+            raise ConfigError(name, shown, f"keyframe {number} ({keyframe.label()}): {keyframe.value!r} {words}")
+
+
+def values_of(name: str, value: Any) -> list:
+    """A setting's values: the number itself, or each keyframe's value."""
+    if isinstance(value, str):
+        return [k.value for k in parse_numbers(value, integer=name == "seed")]
+    return [value]

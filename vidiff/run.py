@@ -17,9 +17,10 @@ from tqdm import tqdm
 from .config import Config
 from .errors import Interrupted, VidiffError
 from .models import TINY, ModelParts, is_out_of_memory, load_parts
+from .plan import plan_run
 from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
 from .stylizer import Stylizer
-from .video import SegmentEncoder, VideoReader, assemble, check_output_path, fit_size, probe
+from .video import SegmentEncoder, assemble
 
 log = logging.getLogger("vidiff")
 
@@ -60,17 +61,13 @@ def stylize_video(
     Raises VidiffError, with a message meant for the user, for anything the user can fix.
     """
     began = time.perf_counter()
-    config = (config or Config()).replace(**settings).validate()
-    if not config.prompt.strip():
-        raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
+    config = (config or Config()).replace(**settings)
 
-    # 1. Check the input and the output before any expensive work
-    info = probe(input, config.fps)
-    check_output_path(output, input, config.overwrite)
-    size = fit_size(info.width, info.height, config.max_side)
-    reader = VideoReader(info, size, config.start, config.duration, config.max_frames, on_bad_frame=config.on_bad_frame)
-    if reader.expected_frames == 0:
-        raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
+    # 1. Check the settings, the input and the output before any expensive work
+    plan = plan_run(input, output, config)
+    info, size, reader = plan.info, plan.size, plan.reader
+    for warning in plan.warnings():
+        log.warning(warning)
 
     # 2. Build the model parts once, then prepare the per-video state (prompt embeddings, sampler)
     if parts is None:
@@ -93,7 +90,7 @@ def stylize_video(
     bar = tqdm(total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
     with (
         _disk_errors(work),
-        Stylizer(parts, config) as stylizer,
+        Stylizer(parts, config, float(info.fps)) as stylizer,
         reader,
         segment,
         _graceful_interrupts() as interrupted,

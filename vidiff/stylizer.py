@@ -20,7 +20,8 @@ from .config import Config
 from .errors import VidiffError
 from .models import ModelParts
 from .motion import backward_flow, downscale_flow, is_cut, warp
-from .prompts import PromptEncoder
+from .prompts import PromptEncoder, TextEmbedding, combine
+from .schedule import FrameValues, Timeline
 from .schedulers import make_scheduler
 from .temporal import blend_latents, flow_blend, match_colors, noise_seed, warp_noise
 
@@ -53,15 +54,13 @@ class Stylizer:
     attention processors on the UNet it was given and puts the old ones back on close.
     """
 
-    def __init__(self, parts: ModelParts, config: Config):
+    def __init__(self, parts: ModelParts, config: Config, fps: float | None = None):
+        """`fps` places keyframes given in seconds; it is needed only when the config has them."""
         self.parts, self.config = parts, config
+        self.timeline = Timeline(config, fps)
         self.scheduler = make_scheduler(config.scheduler, parts.scheduler_config)
-        # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
         self.time_cond_dim = parts.unet.config.time_cond_proj_dim
-        self.do_cfg = config.guidance > 1 and self.time_cond_dim is None
-        self.encoder = PromptEncoder(parts)
-        self.prompt_embeds = self._encode_prompts()
-        self.timestep_cond = self._guidance_embedding() if self.time_cond_dim is not None else None
+        self.encoder = PromptEncoder(parts)  # each text is encoded once per video, then mixed per frame
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
         self._step_takes_generator = "generator" in step_params
@@ -70,18 +69,21 @@ class Stylizer:
             self.memory = CrossFrameMemory()
             self._old_processors = install_cross_frame_attention(parts.unet, self.memory)
 
-    # 1. Encode the prompts, once per video
-    def _encode_prompts(self) -> torch.Tensor:
-        prompt = self.encoder(self.config.prompt).hidden
-        if not self.do_cfg:
+    # 1. The frame's conditioning: its texts' embeddings (each encoded once per video), mixed
+    def _embedding(self, terms: tuple[tuple[str, float], ...]) -> TextEmbedding:
+        return combine([(self.encoder(text), weight) for text, weight in terms])
+
+    def _conditioning(self, values: FrameValues, do_cfg: bool) -> torch.Tensor:
+        prompt = self._embedding(values.prompt).hidden
+        if not do_cfg:
             return prompt
         # unconditional first, as diffusers orders the CFG batch
-        return torch.cat([self.encoder(self.config.negative_prompt).hidden, prompt])
+        return torch.cat([self._embedding(values.negative_prompt).hidden, prompt])
 
-    def _guidance_embedding(self, embedding_dim: int | None = None) -> torch.Tensor:
+    def _guidance_embedding(self, guidance: float) -> torch.Tensor:
         """The guidance scale as a sinusoidal embedding (LCM's w-conditioning), as diffusers computes it."""
-        dim = embedding_dim or self.time_cond_dim
-        w = torch.tensor([self.config.guidance - 1.0]) * 1000.0
+        dim = self.time_cond_dim
+        w = torch.tensor([guidance - 1.0]) * 1000.0
         half = dim // 2
         freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
         emb = w.to(torch.float32)[:, None] * freqs[None, :]
@@ -91,10 +93,10 @@ class Stylizer:
         return emb.to(device=self.parts.device, dtype=self.parts.dtype)
 
     # 2. The timesteps of a strength-limited run; setting them also resets the sampler's state
-    def _reset_timesteps(self) -> torch.Tensor:
+    def _reset_timesteps(self, strength: float) -> torch.Tensor:
         steps, scheduler = self.config.steps, self.scheduler
         scheduler.set_timesteps(steps, device=self.parts.device)
-        t_start = steps - min(int(steps * self.config.strength), steps)
+        t_start = steps - min(int(steps * strength), steps)
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(t_start * scheduler.order)
         return scheduler.timesteps[t_start * scheduler.order :]
@@ -129,14 +131,14 @@ class Stylizer:
             f"frame {frame_index}: the model produced NaN/inf values; try --dtype fp32, or a lower --guidance"
         )
 
-    def _noise(self, latents, generator, frame_index, state: TemporalState, flow, trusted):
+    def _noise(self, latents, generator, frame_index, seed, state: TemporalState, flow, trusted):
         """The frame's starting noise (and, warped, its sub-pixel offsets); drawn after the VAE's sample
         from the same generator, as diffusers does."""
         device, dtype = self.parts.device, latents.dtype
         if self.config.noise == "warped" and state.noise is not None and flow is not None:
             height, width = latents.shape[-2:]
             small_flow, small_trusted = downscale_flow(flow, trusted, (width, height))
-            fresh_generator = torch.Generator("cpu").manual_seed(self.config.seed + frame_index)
+            fresh_generator = torch.Generator("cpu").manual_seed(seed + frame_index)
             fresh = randn_tensor(latents.shape, generator=fresh_generator, device=device, dtype=dtype)
             return warp_noise(
                 state.noise, torch.from_numpy(small_flow), torch.from_numpy(small_trusted), fresh, state.noise_offset
@@ -149,32 +151,37 @@ class Stylizer:
         parts, config = self.parts, self.config
         vae = parts.vae
         state = state or TemporalState()
+        values = self.timeline.at(frame_index)
+        # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
+        do_cfg = values.guidance > 1 and self.time_cond_dim is None
+        prompt_embeds = self._conditioning(values, do_cfg)
+        timestep_cond = self._guidance_embedding(values.guidance) if self.time_cond_dim is not None else None
 
         # 1. A hard cut starts a new shot: nothing carries over it
         if state.source is not None and config.cuts and is_cut(state.source, frame, config.cut_threshold):
             state = TemporalState()
         new_shot = state.source is None
         flow = trusted = None
-        if not new_shot and (config.flow_blend > 0 or config.noise == "warped"):
+        if not new_shot and (values.flow_blend > 0 or config.noise == "warped"):
             flow, trusted = backward_flow(state.source, frame)
 
         # a fresh CPU generator per frame: the same seed gives the same noise on any device
-        generator = torch.Generator("cpu").manual_seed(noise_seed(config.seed, frame_index, config.noise))
-        timesteps = self._reset_timesteps()
+        generator = torch.Generator("cpu").manual_seed(noise_seed(values.seed, frame_index, config.noise))
+        timesteps = self._reset_timesteps(values.strength)
 
         # 2. The starting image: the frame, or the frame with the previous output warped onto it
         start = frame
-        if flow is not None and config.flow_blend > 0:
-            start = flow_blend(frame, warp(state.image, flow), trusted, config.flow_blend)
+        if flow is not None and values.flow_blend > 0:
+            start = flow_blend(frame, warp(state.image, flow), trusted, values.flow_blend)
 
         # 3. Encode, then blend in the previous frame's latents (before noising)
         latents = vae.encode(self._to_tensor(start)).latent_dist.sample(generator) * vae.config.scaling_factor
         latents = latents.to(parts.dtype)  # a no-op unless the VAE was upcast after a NaN
-        if state.latents is not None and config.blend > 0:
-            latents = blend_latents(state.latents, latents, config.blend)
+        if state.latents is not None and values.blend > 0:
+            latents = blend_latents(state.latents, latents, values.blend)
 
         # 4. Noise to the strength's starting timestep
-        noise, noise_offset = self._noise(latents, generator, frame_index, state, flow, trusted)
+        noise, noise_offset = self._noise(latents, generator, frame_index, values.seed, state, flow, trusted)
         latents = self.scheduler.add_noise(latents, noise, timesteps[:1])
 
         # 5. Denoise
@@ -188,18 +195,18 @@ class Stylizer:
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
-            model_input = torch.cat([latents] * 2) if self.do_cfg else latents
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             noise_pred = parts.unet(
                 model_input,
                 t,
-                encoder_hidden_states=self.prompt_embeds,
-                timestep_cond=self.timestep_cond,
+                encoder_hidden_states=prompt_embeds,
+                timestep_cond=timestep_cond,
                 return_dict=False,
             )[0]
-            if self.do_cfg:
+            if do_cfg:
                 uncond, text = noise_pred.chunk(2)
-                noise_pred = uncond + config.guidance * (text - uncond)
+                noise_pred = uncond + values.guidance * (text - uncond)
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if self.memory is not None:
             self.memory.end_frame(new_shot)
