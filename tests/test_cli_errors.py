@@ -320,7 +320,8 @@ OPTION_VALUES = [
     ("flow_blend", "1"), ("flow_blend", "-0.5"), ("cut_threshold", "0"), ("cut_threshold", "1.5"),
     ("max_side", "9000"), ("start", "-1"), ("duration", "0"), ("max_frames", "0"), ("crf", "52"),
     ("crf", "high"), ("fps", "0"), ("noise", "random"), ("device", "tpu"), ("dtype", "fp8"),
-    ("on_bad_frame", "ignore"),
+    ("on_bad_frame", "ignore"), ("strength", "0:0.3, 48"), ("strength", "0:0.3, 48:2"), ("seed", "0:1, 5:x"),
+    ("mix", "a frog"), ("negative_mix", "blurry:2"), ("interpolation", "cubic"), ("prompt", "0:a | 10:"),
 ]  # fmt: skip
 
 
