@@ -79,3 +79,12 @@ def warp_noise(
     )
     offset = torch.where(keep.view(height, width, 1), offset, torch.zeros_like(offset))
     return noise, offset
+
+
+def frame_change(frame: np.ndarray, reference: np.ndarray) -> float:
+    """Mean absolute difference of two RGB uint8 frames in 8-bit levels, on a quarter-size copy (cheap)."""
+    height, width = frame.shape[:2]
+    small = (max(1, width // 4), max(1, height // 4))
+    a = cv2.resize(frame, small, interpolation=cv2.INTER_AREA).astype(np.int16)
+    b = cv2.resize(reference, small, interpolation=cv2.INTER_AREA).astype(np.int16)
+    return float(np.abs(a - b).mean())
