@@ -72,9 +72,10 @@ def fuse_loras(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = F
         try:
             pipe.load_lora_weights(weights, adapter_name=name)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+            reason = "its layer sizes differ from the model's" if "size mismatch" in str(err) else _first_line(err)
             raise VidiffError(
-                f"--lora {spec}: could not load it onto the {KIND_NAMES[parts.kind]} model ({_first_line(err)}); "
-                "is it a LoRA for this kind of model?"
+                f"--lora {spec} does not fit the {KIND_NAMES[parts.kind]} model ({reason}); "
+                "is it a LoRA for another kind of model?"
             ) from None
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
             raise VidiffError(
