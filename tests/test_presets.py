@@ -150,9 +150,12 @@ def test_presets_name_shows_resolved_settings_marking_defaults(which, config_hom
     # every preset key is shown once, with the value it resolves to
     shown = tomllib.loads(out)  # the header lines and the markers are TOML comments
     expected = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
-    assert shown == expected
+    # TOML has no null: unset settings (None) are shown as comments
+    assert shown == {key: value for key, value in expected.items() if value is not None}
+    assert all(f"# {key} = (not set)" in out for key, value in expected.items() if value is None)
     # exactly the keys the preset does not set are marked as built-in defaults
-    marked = {line.split("=")[0].strip() for line in out.splitlines() if line.endswith("# built-in default")}
+    marked = {line.split("=")[0].strip().removeprefix("# ") for line in out.splitlines()
+              if line.endswith("# built-in default")}  # fmt: skip
     assert marked == set(PRESET_KEYS) - set(preset.settings)
     assert marked  # the case above leaves keys out, so the marking is really checked
 
@@ -165,7 +168,8 @@ def test_presets_name_output_round_trips_a_multi_line_prompt(config_home):
     assert result.exit_code == 0, result.output
     # what is shown can be saved as a preset and gives the same settings back
     shown = parse_preset(result.stdout.encode(), "shown", str(path)).settings
-    assert shown == {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    resolved = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    assert shown == {key: value for key, value in resolved.items() if value is not None}
 
 
 def test_presets_unknown_name_is_an_error():
@@ -246,6 +250,10 @@ OVERRIDES = {
     "model": ("--model", "tiny", "tiny"),
     "max_side": ("--max-side", "256", 256),
     "crf": ("--crf", "23", 23),
+    "lora": ("--lora", "styles/ink.safetensors:0.6", ["styles/ink.safetensors:0.6"]),
+    "controlnet": ("--controlnet", "nets/canny:0.5", ["nets/canny:0.5"]),
+    "control": ("--control", "softedge", ["softedge"]),
+    "canny_low": ("--canny-low", "50", 50),
     # an explicit value equal to the built-in default still beats the preset
     "seed=default": ("--seed", str(DEFAULTS.seed), DEFAULTS.seed),
     "negative_prompt=empty": ("--negative-prompt", "", ""),
@@ -285,3 +293,11 @@ def test_user_preset_by_name_on_the_command_line(run_configs, config_home):
     config = run_configs("--preset", "mine")
     assert (config.prompt, config.blend) == ("a chalk drawing", 0.35)
     assert config.strength == DEFAULTS.strength
+
+
+@pytest.mark.parametrize("name", ["ink-outline", "anime-cel"])
+def test_controlnet_presets_hold_shapes_at_high_strength(name, run_configs):
+    preset = load_preset(name).settings
+    config = run_configs("--preset", name)
+    assert config.controlnet == preset["controlnet"] and config.control == preset["control"]
+    assert config.strength >= 0.75  # the point of holding the shapes: a strength that would lose them alone

@@ -88,9 +88,9 @@ def load_parts(
     allow_pickle: bool = False,
     *,
     model_config: str | None = None,
-    lora: tuple[str, ...] = (),
-    embedding: tuple[str, ...] = (),
-    controlnet: tuple[str, ...] = (),
+    lora: tuple[str, ...] | list[str] = (),
+    embedding: tuple[str, ...] | list[str] = (),
+    controlnet: tuple[str, ...] | list[str] = (),
 ) -> ModelParts:
     """Build the model parts for `model` ('tiny', 'tiny-sdxl', a local folder, a single checkpoint file,
     or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]")."""
@@ -99,15 +99,23 @@ def load_parts(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if model in TINY_MODELS:
+        if model_config is not None:
+            raise VidiffError(f"--model-config is for a single-file --model; {model} is built in")
         parts = tiny_parts(kind=TINY_MODELS[model])
         parts.name = model
     else:
         parts = _load_pretrained(model, torch_dtype, allow_pickle, model_config)
-    fuse_loras(parts, tuple(lora), allow_pickle)
-    add_embeddings(parts, tuple(embedding), allow_pickle)
-    parts.controlnets = load_controlnets(parts, tuple(controlnet), torch_dtype, allow_pickle)
-    parts.controlnet = tuple(controlnet)
+    lora, embedding, controlnet = (_specs(v) for v in (lora, embedding, controlnet))
+    fuse_loras(parts, lora, allow_pickle)
+    add_embeddings(parts, embedding, allow_pickle)
+    parts.controlnets = load_controlnets(parts, controlnet, torch_dtype, allow_pickle)
+    parts.controlnet = controlnet
     return _placed(parts, torch_device, torch_dtype)
+
+
+def _specs(value) -> tuple[str, ...]:
+    """One spec or several: a lone string is one, not a sequence of characters."""
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def _placed(parts: ModelParts, device: torch.device, dtype: torch.dtype) -> ModelParts:

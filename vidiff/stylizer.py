@@ -69,6 +69,11 @@ class Stylizer:
         self.encoder = PromptEncoder(parts)
         self.prompt_embeds = self._encode_prompts()
         self.pooled_embeds = self._pooled_prompts() if parts.kind == "sdxl" else None
+        if len(parts.controlnets) != len(config.controlnet):
+            raise VidiffError(
+                f"the settings name {len(config.controlnet)} ControlNets but the model parts hold "
+                f"{len(parts.controlnets)}; load them with load_parts(..., controlnet=config.controlnet)"
+            )
         # each ControlNet with its conditioning scale and the preprocessor that makes its control image
         self.controls = [
             (net, split_weighted(spec)[1], config.control[index if len(config.control) > 1 else 0])
