@@ -35,15 +35,17 @@ def test_lora_at_scale_0_is_no_lora(tiny, lora_file):
     assert np.array_equal(frame_of(parts), frame_of(tiny))
 
 
-def test_lora_at_a_scale_matches_diffusers_fused_lora(tiny, lora_file):
-    ours = frame_of(load_parts("tiny", "cpu", "fp32", lora=(f"{lora_file}:0.7",)))
-    pipe = reference_pipeline(tiny_parts(), CONFIG.scheduler)
+# lcm: how an LCM-LoRA is run (few steps, low guidance)
+@pytest.mark.parametrize("config", [CONFIG, CONFIG.replace(scheduler="lcm", steps=8, guidance=1.5)], ids=["dpm", "lcm"])
+def test_lora_at_a_scale_matches_diffusers_fused_lora(tiny, lora_file, config):
+    ours = frame_of(load_parts("tiny", "cpu", "fp32", lora=(f"{lora_file}:0.7",)), config)
+    pipe = reference_pipeline(tiny_parts(), config.scheduler)
     pipe.load_lora_weights(str(lora_file.parent))
     pipe.fuse_lora(lora_scale=0.7)
-    theirs = reference_frame(pipe, test_frames(1)[0], CONFIG)
+    theirs = reference_frame(pipe, test_frames(1)[0], config)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     # and the LoRA does change the picture: the match above is not a match with the plain model
-    assert np.abs(ours.astype(int) - frame_of(tiny).astype(int)).max() > 4
+    assert np.abs(ours.astype(int) - frame_of(tiny, config).astype(int)).max() > 4
 
 
 def test_lora_leaves_a_plain_unet(lora_file):
