@@ -96,6 +96,9 @@ def test_sdxl_empty_negative_prompt_is_zeros_only_when_the_config_says_so(tiny_x
 def test_sdxl_size_conditioning_is_the_frame_uncropped(tiny_xl):
     config = Config(prompt="oil painting", strength=0.5, steps=4, seed=1)
     stylizer = Stylizer(tiny_xl, config)
-    small = stylizer._frame_conditioning(np.zeros((40, 64, 3), np.uint8)).added["time_ids"]
-    large = stylizer._frame_conditioning(np.zeros((48, 80, 3), np.uint8)).added["time_ids"]
+    def time_ids(height, width):
+        frame = np.zeros((height, width, 3), np.uint8)
+        return stylizer._frame_conditioning(frame, stylizer.prompt_embeds, stylizer.pooled_embeds, True).added["time_ids"]
+
+    small, large = time_ids(40, 64), time_ids(48, 80)
     assert small.tolist()[0] == [40, 64, 0, 0, 40, 64] and large.tolist()[0] == [48, 80, 0, 0, 48, 80]

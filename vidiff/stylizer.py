@@ -49,8 +49,11 @@ class TemporalState:
 
 @dataclass
 class FrameConditioning:
+    """What a frame's denoising steps are conditioned on; the same at every step."""
+
+    prompt_embeds: torch.Tensor  # the text's hidden states, batched as the UNet's input (CFG: negative first)
     added: dict | None  # SDXL's added_cond_kwargs (pooled text, size and crop); None for SD 1.x/2.x
-    control_images: list  # one per ControlNet, batched like the UNet's input
+    control_images: list  # one per ControlNet, batched as the UNet's input
 
 
 class Stylizer:
@@ -186,27 +189,29 @@ class Stylizer:
             )
         return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype), None
 
-    def _frame_conditioning(self, frame: np.ndarray) -> "FrameConditioning":
-        """What the UNet is conditioned on besides the text, the same for every step of a frame: SDXL's
-        size and crop numbers, and each ControlNet's control image made from the source frame."""
-        device, dtype = self.parts.device, self.prompt_embeds.dtype
+    def _frame_conditioning(
+        self, frame: np.ndarray, prompt_embeds: torch.Tensor, pooled_embeds: torch.Tensor | None, do_cfg: bool
+    ) -> FrameConditioning:
+        """The frame's text embeddings with what the UNet takes besides: SDXL's pooled text and its size
+        and crop numbers, and each ControlNet's control image, made from the source frame."""
+        device, dtype = self.parts.device, prompt_embeds.dtype
         added = None
-        if self.pooled_embeds is not None:
+        if pooled_embeds is not None:
             height, width = frame.shape[:2]
             # original size, crop top-left, target size: the frame as it is, uncropped
             time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
-            time_ids = torch.cat([time_ids] * self.pooled_embeds.shape[0]).to(device)
-            added = {"text_embeds": self.pooled_embeds.to(device), "time_ids": time_ids}
+            time_ids = torch.cat([time_ids] * pooled_embeds.shape[0]).to(device)
+            added = {"text_embeds": pooled_embeds.to(device), "time_ids": time_ids}
         images = []
         for net, _scale, kind in self.controls:
             image = control_image(kind, frame, self.config.canny_low, self.config.canny_high)
             tensor = torch.from_numpy(image).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
             tensor = tensor.to(device=device, dtype=net.dtype)
             # the unconditional and conditional halves of the CFG batch see the same control image
-            images.append(torch.cat([tensor] * 2) if self.do_cfg else tensor)
-        return FrameConditioning(added, images)
+            images.append(torch.cat([tensor] * 2) if do_cfg else tensor)
+        return FrameConditioning(prompt_embeds, added, images)
 
-    def _unet_extras(self, conditioning: "FrameConditioning", model_input: torch.Tensor, t) -> dict:
+    def _unet_extras(self, conditioning: FrameConditioning, model_input: torch.Tensor, t) -> dict:
         """The UNet's keyword arguments beyond the text: SDXL's added conditioning, and the ControlNets'
         residuals summed over the nets (as diffusers' MultiControlNetModel sums them)."""
         extras = {}
@@ -215,7 +220,7 @@ class Stylizer:
         down = mid = None
         for (net, scale, _kind), image in zip(self.controls, conditioning.control_images):
             net_down, net_mid = net(
-                model_input, t, encoder_hidden_states=self.prompt_embeds, controlnet_cond=image,
+                model_input, t, encoder_hidden_states=conditioning.prompt_embeds, controlnet_cond=image,
                 conditioning_scale=scale, guess_mode=False, added_cond_kwargs=conditioning.added, return_dict=False,
             )  # fmt: skip
             down = net_down if down is None else [a + b for a, b in zip(down, net_down)]
@@ -267,7 +272,7 @@ class Stylizer:
             step_kwargs["generator"] = generator
         if self.memory is not None and new_shot:
             self.memory.reset()
-        conditioning = self._frame_conditioning(frame)
+        conditioning = self._frame_conditioning(frame, self.prompt_embeds, self.pooled_embeds, self.do_cfg)
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
@@ -276,7 +281,7 @@ class Stylizer:
             noise_pred = parts.unet(
                 model_input,
                 t,
-                encoder_hidden_states=self.prompt_embeds,
+                encoder_hidden_states=conditioning.prompt_embeds,
                 timestep_cond=self.timestep_cond,
                 return_dict=False,
                 **self._unet_extras(conditioning, model_input, t),
