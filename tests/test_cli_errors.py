@@ -180,6 +180,13 @@ def _extra(option: str, name: str, content: bytes | None, *mentions: str):
     return build
 
 
+def _lora_for_sdxl(w: Workspace):
+    from conftest import write_tiny_lora
+
+    lora = write_tiny_lora(w.root / "extras", kind="sdxl")
+    return stylize_args(w.input, w.output, lora=str(lora.relative_to(w.root))), ["--lora", "does not fit"]
+
+
 CASES = {
     # --- INPUT ---
     "input-missing": Case(_input("in/missing.mp4")),
@@ -226,6 +233,7 @@ CASES = {
                                              model=True),
     "lora-not-a-lora": Case(_extra("lora", "junk.safetensors", b"not a safetensors file", "--lora", "junk"),
                             model=True),
+    "lora-for-another-kind": Case(_lora_for_sdxl, model=True),
     "embedding-missing": Case(_extra("embedding", "gone.safetensors", None, "--embedding"), model=True),
     "controlnet-missing": Case(_extra("controlnet", "nets/gone", None, "--controlnet", "gone"), model=True),
 }
@@ -268,7 +276,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: Case, ws: Work
 # the control first: a check that never touches OpenCV or diffusers; then the ones whose
 # libraries print notes of their own unless the command line silences them
 REAL_PROCESS_CASES = ["output-extension-xyz", "input-truncated-video", "model-path-missing", "model-hub-id-offline",
-                      "model-single-file-without-config"]
+                      "model-single-file-without-config", "lora-for-another-kind"]
 
 
 @pytest.mark.parametrize(

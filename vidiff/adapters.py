@@ -6,6 +6,8 @@ and Kohya LoRAs, A1111 and diffusers embeddings); a file that doesn't fit the mo
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -29,6 +31,18 @@ def _pipeline(parts: ModelParts):
         vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
         scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
+
+
+@contextmanager
+def _library_errors_silenced():
+    """diffusers logs a failed LoRA load as an error, then raises it: vidiff's own line says it once."""
+    logger = logging.getLogger("diffusers")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _state_dict(path: Path, what: str, allow_pickle: bool) -> dict:
@@ -70,7 +84,8 @@ def fuse_loras(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = F
         weights = _state_dict(file, "--lora", allow_pickle) if file is not None else source
         name = f"lora{index}"
         try:
-            pipe.load_lora_weights(weights, adapter_name=name)
+            with _library_errors_silenced():
+                pipe.load_lora_weights(weights, adapter_name=name)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
             reason = "its layer sizes differ from the model's" if "size mismatch" in str(err) else _first_line(err)
             raise VidiffError(
