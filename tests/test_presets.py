@@ -71,7 +71,8 @@ def test_bundled_preset_is_complete_and_valid(name):
     assert config.prompt == "a test prompt"
     for key, value in preset.settings.items():
         if key != "prompt":
-            assert getattr(config, key) == value, key
+            # a TOML list is a tuple in the Config
+            assert getattr(config, key) == (tuple(value) if isinstance(value, list) else value), key
     # the preset parses the same from its file's bytes, as a path would load it
     path = resources.files("vidiff") / "presets" / f"{name}.toml"
     assert parse_preset(path.read_bytes(), name, str(path)).settings == preset.settings
@@ -150,6 +151,7 @@ def test_presets_name_shows_resolved_settings_marking_defaults(which, config_hom
     # every preset key is shown once, with the value it resolves to
     shown = tomllib.loads(out)  # the header lines and the markers are TOML comments
     expected = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    expected = {key: list(value) if isinstance(value, tuple) else value for key, value in expected.items()}
     # TOML has no null: unset settings (None) are shown as comments
     assert shown == {key: value for key, value in expected.items() if value is not None}
     assert all(f"# {key} = (not set)" in out for key, value in expected.items() if value is None)
@@ -169,6 +171,7 @@ def test_presets_name_output_round_trips_a_multi_line_prompt(config_home):
     # what is shown can be saved as a preset and gives the same settings back
     shown = parse_preset(result.stdout.encode(), "shown", str(path)).settings
     resolved = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
+    resolved = {key: list(value) if isinstance(value, tuple) else value for key, value in resolved.items()}
     assert shown == {key: value for key, value in resolved.items() if value is not None}
 
 
@@ -250,9 +253,9 @@ OVERRIDES = {
     "model": ("--model", "tiny", "tiny"),
     "max_side": ("--max-side", "256", 256),
     "crf": ("--crf", "23", 23),
-    "lora": ("--lora", "styles/ink.safetensors:0.6", ["styles/ink.safetensors:0.6"]),
-    "controlnet": ("--controlnet", "nets/canny:0.5", ["nets/canny:0.5"]),
-    "control": ("--control", "softedge", ["softedge"]),
+    "lora": ("--lora", "styles/ink.safetensors:0.6", ("styles/ink.safetensors:0.6",)),
+    "controlnet": ("--controlnet", "nets/canny:0.5", ("nets/canny:0.5",)),
+    "control": ("--control", "softedge", ("softedge",)),
     "canny_low": ("--canny-low", "50", 50),
     # an explicit value equal to the built-in default still beats the preset
     "seed=default": ("--seed", str(DEFAULTS.seed), DEFAULTS.seed),
@@ -299,5 +302,5 @@ def test_user_preset_by_name_on_the_command_line(run_configs, config_home):
 def test_controlnet_presets_hold_shapes_at_high_strength(name, run_configs):
     preset = load_preset(name).settings
     config = run_configs("--preset", name)
-    assert config.controlnet == preset["controlnet"] and config.control == preset["control"]
+    assert config.controlnet == tuple(preset["controlnet"]) and config.control == tuple(preset["control"])
     assert config.strength >= 0.75  # the point of holding the shapes: a strength that would lose them alone

@@ -6,7 +6,7 @@ A field's name is also its command-line option (`max_side` is `--max-side`) and 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 from .control import CANNY_HIGH, CANNY_LOW, PREPROCESSORS
@@ -78,19 +78,19 @@ class Config:
     model_config: str | None = None
     # LoRAs fused into the model, each "PATH_OR_ID[:SCALE]" (scale 1 if left out); e.g. a style LoRA,
     # or an LCM-LoRA with scheduler = "lcm", steps 4-8 and guidance 1-2 for fast runs.
-    lora: list[str] = field(default_factory=list)
+    lora: tuple[str, ...] = ()
     # Textual-inversion embeddings, each "PATH[:TOKEN]"; the token (the file's name if left out)
     # then stands for the learned concept in the prompts.
-    embedding: list[str] = field(default_factory=list)
+    embedding: tuple[str, ...] = ()
 
     # --- structure guidance (ControlNet) ---
     # ControlNets, each "PATH_OR_ID[:SCALE]" (conditioning scale, 1 if left out): they hold the
     # source's shapes, so that strength can go higher without losing them.
-    controlnet: list[str] = field(default_factory=list)
+    controlnet: tuple[str, ...] = ()
     # How each source frame becomes the control image, one per ControlNet or one for all: "canny"
     # (edges), "softedge" (soft gradient edges), "depth-from-luma" (brightness as a stand-in for
     # depth: no depth model is run), "tile" (the frame itself, for tile ControlNets).
-    control: list[str] = field(default_factory=lambda: ["canny"])
+    control: tuple[str, ...] = ("canny",)
     # Canny's hysteresis thresholds on 0-255 gradients: lower finds more (and noisier) edges.
     canny_low: int = CANNY_LOW
     canny_high: int = CANNY_HIGH
@@ -124,6 +124,16 @@ class Config:
     # Also write every stylised frame as a lossless PNG into this folder.
     save_frames: str | None = None
 
+    def __post_init__(self):
+        # a preset's TOML gives lists, the command line tuples, the API maybe one string: one type,
+        # so that equal settings compare equal
+        for name in REPEATABLE:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, (value,))
+            elif isinstance(value, list):
+                setattr(self, name, tuple(value))
+
     def validate(self) -> "Config":
         """Check every field, raising ConfigError naming the first bad one; returns self."""
         for name, value in asdict(self).items():
@@ -142,15 +152,6 @@ class Config:
                 "raise strength or steps",
             )
         return self
-
-    def __post_init__(self):
-        # repeatable settings arrive as tuples (Click), lists (TOML) or one string (the API): lists, as TOML has them
-        for name in REPEATABLE:
-            value = getattr(self, name)
-            if isinstance(value, str):
-                setattr(self, name, [value])
-            elif isinstance(value, tuple):
-                setattr(self, name, list(value))
 
     def replace(self, **changes: Any) -> "Config":
         return Config(**{**asdict(self), **changes})

@@ -81,7 +81,7 @@ def stylize_video(
     else:
         _check_parts(parts, config)
     if parts.name in TINY_MODELS:
-        log.warning("note: --model tiny is a small random model for smoke tests; its output carries no real style")
+        log.warning(f"note: --model {parts.name} is a small random model for smoke tests; its output carries no real style")
     frames_dir = _frames_dir(config.save_frames)
 
     # 3. The work folder beside OUTPUT: resume where an earlier run of the same settings stopped
@@ -243,10 +243,10 @@ def _load_png(path: Path):
 
 def _check_parts(parts: ModelParts, config: Config) -> None:
     """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
-    loaded = {"lora": list(parts.lora), "embedding": list(parts.embedding),
-              "controlnet": [split_weighted(spec)[0] for spec in parts.controlnet]}  # fmt: skip
+    loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
+              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet)}  # fmt: skip
     wanted = {"lora": config.lora, "embedding": config.embedding,
-              "controlnet": [split_weighted(spec)[0] for spec in config.controlnet]}  # fmt: skip
+              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet)}  # fmt: skip
     for name in loaded:
         if loaded[name] != wanted[name]:
             raise VidiffError(

@@ -2,7 +2,8 @@
 
 With noise = "fixed" and blend = 0 each frame is computed exactly as diffusers'
 StableDiffusionImg2ImgPipeline computes it with `generator=torch.Generator("cpu").manual_seed(seed)`:
-the same generator draws the VAE's latent sample, then the noise, then any sampler noise.
+the same generator draws the VAE's latent sample, then the noise, then any sampler noise. SDXL
+models follow StableDiffusionXLImg2ImgPipeline, and ControlNets StableDiffusion(XL)ControlNetImg2ImgPipeline.
 """
 
 from __future__ import annotations
