@@ -89,3 +89,37 @@ def clips(tmp_path_factory):
         ),
         "silent": make_clip(folder / "silent.mp4", size="64x48", rate="25", seconds=0.2),
     }
+
+
+def tiny_controlnet(unet, seed: int = 0):
+    """A ControlNet made from a tiny UNet (as diffusers' from_unet makes them), its zero-initialised
+    output convolutions randomised: a fresh ControlNet adds nothing, and a test must see it act."""
+    import torch
+    from diffusers import ControlNetModel
+
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    generator = torch.Generator().manual_seed(seed)
+    zeroed = [*net.controlnet_down_blocks, net.controlnet_mid_block, net.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for module in zeroed:
+            for parameter in module.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+    return net.eval().requires_grad_(False)
+
+
+def write_tiny_lora(folder: Path, kind: str = "sd1", seed: int = 0) -> Path:
+    """A random LoRA on the attention projections of the tiny model of `kind`, as diffusers saves one."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    unet = tiny_parts(kind=kind).unet
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        # init_lora_weights=False: both LoRA matrices random, so that it changes the output
+        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                    init_lora_weights=False))  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder / "pytorch_lora_weights.safetensors"

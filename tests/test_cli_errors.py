@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from conftest import make_clip, read_frames
@@ -158,6 +159,34 @@ def _ckpt(w: Workspace):
     return stylize_args(w.input, w.output, model="models/model.ckpt"), ["model.ckpt", "--allow-pickle"]
 
 
+def _single_file_without_config(w: Workspace):
+    """A file that is an SD 1.x checkpoint by its tensor names; offline, its config can't be found."""
+    from safetensors.torch import save_file
+
+    w.file("models/.keep", b"")
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3),
+               "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight": torch.zeros(77, 8)},
+              str(w.root / "models/mix.safetensors"))  # fmt: skip
+    return stylize_args(w.input, w.output, model="models/mix.safetensors"), ["mix.safetensors", "--model-config"]
+
+
+def _extra(option: str, name: str, content: bytes | None, *mentions: str):
+    def build(w: Workspace):
+        relative = f"extras/{name}"
+        if content is not None:
+            w.file(relative, content)
+        return stylize_args(w.input, w.output, **{option: relative}), [*mentions]
+
+    return build
+
+
+def _lora_for_sdxl(w: Workspace):
+    from conftest import write_tiny_lora
+
+    lora = write_tiny_lora(w.root / "extras", kind="sdxl")
+    return stylize_args(w.input, w.output, lora=str(lora.relative_to(w.root))), ["--lora", "does not fit"]
+
+
 CASES = {
     # --- INPUT ---
     "input-missing": Case(_input("in/missing.mp4")),
@@ -197,6 +226,16 @@ CASES = {
     "model-path-missing": Case(_model("./nope/model.safetensors", "nope/model.safetensors"), model=True),
     "model-hub-id-offline": Case(_model("vidiff-tests/no-such-model", "vidiff-tests/no-such-model"), model=True),
     "model-ckpt-without-allow-pickle": Case(_ckpt, model=True),
+    "model-single-file-without-config": Case(_single_file_without_config, model=True),
+    "model-config-not-a-folder": Case(_model("tiny", "--model-config", model_config="nowhere"), model=True),
+    "lora-missing": Case(_extra("lora", "gone.safetensors", None, "--lora", "gone.safetensors"), model=True),
+    "lora-pickle-without-allow-pickle": Case(_extra("lora", "style.bin", b"never unpickled", "--allow-pickle"),
+                                             model=True),
+    "lora-not-a-lora": Case(_extra("lora", "junk.safetensors", b"not a safetensors file", "--lora", "junk"),
+                            model=True),
+    "lora-for-another-kind": Case(_lora_for_sdxl, model=True),
+    "embedding-missing": Case(_extra("embedding", "gone.safetensors", None, "--embedding"), model=True),
+    "controlnet-missing": Case(_extra("controlnet", "nets/gone", None, "--controlnet", "gone"), model=True),
 }
 
 
@@ -236,7 +275,8 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(case: Case, ws: Work
 # stderr (file descriptor 2) and Python shows warnings; CliRunner sees neither.
 # the control first: a check that never touches OpenCV or diffusers; then the ones whose
 # libraries print notes of their own unless the command line silences them
-REAL_PROCESS_CASES = ["output-extension-xyz", "input-truncated-video", "model-path-missing", "model-hub-id-offline"]
+REAL_PROCESS_CASES = ["output-extension-xyz", "input-truncated-video", "model-path-missing", "model-hub-id-offline",
+                      "model-single-file-without-config", "lora-for-another-kind"]
 
 
 @pytest.mark.parametrize(
@@ -322,6 +362,8 @@ OPTION_VALUES = [
     ("crf", "high"), ("fps", "0"), ("noise", "random"), ("device", "tpu"), ("dtype", "fp8"),
     ("on_bad_frame", "ignore"), ("strength", "0:0.3, 48"), ("strength", "0:0.3, 48:2"), ("seed", "0:1, 5:x"),
     ("mix", "a frog"), ("negative_mix", "blurry:2"), ("interpolation", "cubic"), ("prompt", "0:a | 10:"),
+    ("on_bad_frame", "ignore"), ("lora", "style.safetensors:inf"), ("controlnet", "nets/canny:50"),
+    ("control", "hed"), ("canny_low", "-1"), ("canny_high", "1001"), ("embedding", "x.safetensors:two words"),
 ]  # fmt: skip
 
 

@@ -71,7 +71,8 @@ def test_bundled_preset_is_complete_and_valid(name):
     assert config.prompt == "a test prompt"
     for key, value in preset.settings.items():
         if key != "prompt":
-            assert getattr(config, key) == value, key
+            # a TOML list is a tuple in the Config
+            assert getattr(config, key) == (tuple(value) if isinstance(value, list) else value), key
     # the preset parses the same from its file's bytes, as a path would load it
     path = resources.files("vidiff") / "presets" / f"{name}.toml"
     assert parse_preset(path.read_bytes(), name, str(path)).settings == preset.settings
@@ -136,9 +137,11 @@ def test_presets_lists_names_with_descriptions():
 
 
 def _resolved(preset) -> dict:
-    """Every preset key's value as TOML reads it back: the preset's, else the built-in default."""
+    """Every preset key's value as TOML reads it back: the preset's, else the built-in default
+    (TOML has no null: unset settings are shown as comments, so they don't read back)."""
     resolved = {key: preset.settings.get(key, getattr(DEFAULTS, key)) for key in PRESET_KEYS}
-    return {key: list(value) if isinstance(value, tuple) else value for key, value in resolved.items()}
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in resolved.items()
+            if value is not None}  # fmt: skip
 
 
 @pytest.mark.parametrize("which", ["wooden-carving", "sparse-user-preset"])
@@ -156,8 +159,11 @@ def test_presets_name_shows_resolved_settings_marking_defaults(which, config_hom
     # every preset key is shown once, with the value it resolves to
     shown = tomllib.loads(out)  # the header lines and the markers are TOML comments
     assert shown == _resolved(preset)
+    defaults = {key: getattr(DEFAULTS, key) for key in PRESET_KEYS if key not in preset.settings}
+    assert all(f"# {key} = (not set)" in out for key, value in defaults.items() if value is None)
     # exactly the keys the preset does not set are marked as built-in defaults
-    marked = {line.split("=")[0].strip() for line in out.splitlines() if line.endswith("# built-in default")}
+    marked = {line.split("=")[0].strip().removeprefix("# ") for line in out.splitlines()
+              if line.endswith("# built-in default")}  # fmt: skip
     assert marked == set(PRESET_KEYS) - set(preset.settings)
     assert marked  # the case above leaves keys out, so the marking is really checked
 
@@ -251,6 +257,10 @@ OVERRIDES = {
     "model": ("--model", "tiny", "tiny"),
     "max_side": ("--max-side", "256", 256),
     "crf": ("--crf", "23", 23),
+    "lora": ("--lora", "styles/ink.safetensors:0.6", ("styles/ink.safetensors:0.6",)),
+    "controlnet": ("--controlnet", "nets/canny:0.5", ("nets/canny:0.5",)),
+    "control": ("--control", "softedge", ("softedge",)),
+    "canny_low": ("--canny-low", "50", 50),
     # an explicit value equal to the built-in default still beats the preset
     "seed=default": ("--seed", str(DEFAULTS.seed), DEFAULTS.seed),
     "negative_prompt=empty": ("--negative-prompt", "", ""),
@@ -290,3 +300,11 @@ def test_user_preset_by_name_on_the_command_line(run_configs, config_home):
     config = run_configs("--preset", "mine")
     assert (config.prompt, config.blend) == ("a chalk drawing", 0.35)
     assert config.strength == DEFAULTS.strength
+
+
+@pytest.mark.parametrize("name", ["ink-outline", "anime-cel"])
+def test_controlnet_presets_hold_shapes_at_high_strength(name, run_configs):
+    preset = load_preset(name).settings
+    config = run_configs("--preset", name)
+    assert config.controlnet == tuple(preset["controlnet"]) and config.control == tuple(preset["control"])
+    assert config.strength >= 0.75  # the point of holding the shapes: a strength that would lose them alone

@@ -16,7 +16,7 @@ from dataclasses import fields
 import click
 
 from . import __version__
-from .config import DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
+from .config import CONTROLS, DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
 from .schedule import INTERPOLATIONS
 from .errors import Interrupted, VidiffError
 from .presets import list_presets, load_preset, user_preset_dir
@@ -171,7 +171,23 @@ def cli() -> None:
 @click.option("--cut-threshold", type=float, default=DEFAULTS.cut_threshold, show_default=True,
               help="Colour-histogram distance in (0, 1] between frames that counts as a cut.")
 @click.option("--model", default=DEFAULTS.model, show_default=True,
-              help="Hub id, diffusers folder, .safetensors file, or 'tiny' (random, offline, for smoke tests).")
+              help="SD 1.x, 2.x or SDXL: a hub id, a diffusers folder, a .safetensors file, or 'tiny' / 'tiny-sdxl' "
+                   "(random, offline, for smoke tests).")
+@click.option("--model-config", default=None, metavar="DIR",
+              help="A diffusers folder of the same kind as a single-file --model, so that it loads offline.")
+@click.option("--lora", multiple=True, metavar="PATH_OR_ID[:SCALE]",
+              help="A LoRA fused into the model at SCALE (default 1). Repeatable.")
+@click.option("--embedding", multiple=True, metavar="PATH[:TOKEN]",
+              help="A textual-inversion embedding; TOKEN (default: the file's name) stands for it in the prompt. "
+                   "Repeatable.")
+@click.option("--controlnet", multiple=True, metavar="PATH_OR_ID[:SCALE]",
+              help="A ControlNet that holds the source's shapes, at conditioning SCALE (default 1). Repeatable.")
+@click.option("--control", type=click.Choice(CONTROLS), multiple=True, default=DEFAULTS.control, show_default=True,
+              help="How each source frame becomes the control image: one for every ControlNet, or one per ControlNet.")
+@click.option("--canny-low", type=int, default=DEFAULTS.canny_low, show_default=True,
+              help="Canny's lower threshold (0-255 gradients): lower finds more edges.")
+@click.option("--canny-high", type=int, default=DEFAULTS.canny_high, show_default=True,
+              help="Canny's upper threshold: an edge must pass it somewhere to be kept.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
               help="auto: fp16 on cuda, fp32 elsewhere.")
@@ -230,7 +246,10 @@ def presets(name: str | None) -> None:
     resolved = {f.name: getattr(DEFAULTS, f.name) for f in fields(Config) if f.name in PRESET_KEYS}
     for key, value in {**resolved, **preset.settings}.items():
         origin = "" if key in preset.settings else "  # built-in default"
-        click.echo(f"{key} = {_toml(value)}{origin}")
+        if value is None:  # TOML has no null: an unset setting is shown as a comment
+            click.echo(f"# {key} = (not set){origin}")
+        else:
+            click.echo(f"{key} = {_toml(value)}{origin}")
 
 
 def _toml(value) -> str:

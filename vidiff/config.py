@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+from .control import CANNY_HIGH, CANNY_LOW, PREPROCESSORS
 from .errors import VidiffError
 from .motion import CUT_THRESHOLD
 from .schedule import (
@@ -22,6 +23,8 @@ from .video import BAD_FRAME_ACTIONS, parse_fps
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 NOISE_MODES = ("fixed", "per-frame", "warped")
+# How a source frame becomes a ControlNet's control image (see control.py).
+CONTROLS = tuple(PREPROCESSORS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -87,6 +90,27 @@ class Config:
     dtype: str = "auto"
     # Allow .ckpt/.pt/.bin checkpoints, which are pickles: loading one runs code from the file.
     allow_pickle: bool = False
+    # A diffusers folder (model_index.json and the parts' configs) of the same kind as a single-file
+    # `model`, so that the file loads offline; None uses the config in the hub cache for its kind.
+    model_config: str | None = None
+    # LoRAs fused into the model, each "PATH_OR_ID[:SCALE]" (scale 1 if left out); e.g. a style LoRA,
+    # or an LCM-LoRA with scheduler = "lcm", steps 4-8 and guidance 1-2 for fast runs.
+    lora: tuple[str, ...] = ()
+    # Textual-inversion embeddings, each "PATH[:TOKEN]"; the token (the file's name if left out)
+    # then stands for the learned concept in the prompts.
+    embedding: tuple[str, ...] = ()
+
+    # --- structure guidance (ControlNet) ---
+    # ControlNets, each "PATH_OR_ID[:SCALE]" (conditioning scale, 1 if left out): they hold the
+    # source's shapes, so that strength can go higher without losing them.
+    controlnet: tuple[str, ...] = ()
+    # How each source frame becomes the control image, one per ControlNet or one for all: "canny"
+    # (edges), "softedge" (soft gradient edges), "depth-from-luma" (brightness as a stand-in for
+    # depth: no depth model is run), "tile" (the frame itself, for tile ControlNets).
+    control: tuple[str, ...] = ("canny",)
+    # Canny's hysteresis thresholds on 0-255 gradients: lower finds more (and noisier) edges.
+    canny_low: int = CANNY_LOW
+    canny_high: int = CANNY_HIGH
 
     # --- the video ---
     # Frames are scaled down to fit this many pixels on their longer side (both sides then rounded
@@ -118,15 +142,25 @@ class Config:
     save_frames: str | None = None
 
     def __post_init__(self):
-        # a preset's TOML gives lists, the command line tuples: one type, so equal settings compare equal
-        for name in ("mix", "negative_mix"):
-            if isinstance(getattr(self, name), list):
-                setattr(self, name, tuple(getattr(self, name)))
+        # a preset's TOML gives lists, the command line tuples, the API maybe one string: one type,
+        # so that equal settings compare equal
+        for name in REPEATABLE:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, (value,))
+            elif isinstance(value, list):
+                setattr(self, name, tuple(value))
 
     def validate(self) -> "Config":
         """Check every field, raising ConfigError naming the first bad one; returns self."""
         for name, value in asdict(self).items():
             check_field(name, value)
+        if len(self.control) not in (1, max(len(self.controlnet), 1)):
+            raise ConfigError(
+                "control", list(self.control), f"give one for all ControlNets, or one per ControlNet ({len(self.controlnet)})"
+            )
+        if self.canny_low > self.canny_high:
+            raise ConfigError("canny_low", self.canny_low, f"must not be above --canny-high ({self.canny_high})")
         lowest = min(values_of("strength", self.strength))
         if int(self.steps * lowest) < 1:
             raise ConfigError(
@@ -178,6 +212,50 @@ def _texts(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(item, str) for item in v)
 
 
+def split_weighted(spec: str) -> tuple[str, float]:
+    """'PATH_OR_ID[:SCALE]' -> (path or id, scale); a last ':' part that isn't a number belongs to the path."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head:
+        try:
+            scale = float(tail)
+        except ValueError:
+            return spec, 1.0
+        return head, scale
+    return spec, 1.0
+
+
+def split_embedding(spec: str) -> tuple[str, str | None]:
+    """'PATH[:TOKEN]' -> (path, token or None); a drive letter (C:\\...) is not a token."""
+    head, sep, tail = spec.rpartition(":")
+    if sep and head and len(head) > 1 and not tail.startswith(("\\", "/")):
+        return head, tail
+    return spec, None
+
+
+def _weighted_list(v: Any) -> bool:
+    if not isinstance(v, (tuple, list)):
+        return False
+    for spec in v:
+        if not isinstance(spec, str) or not spec.strip():
+            return False
+        path, scale = split_weighted(spec)
+        if not path.strip() or not math.isfinite(scale) or not -10 <= scale <= 10:
+            return False
+    return True
+
+
+def _embedding_list(v: Any) -> bool:
+    if not isinstance(v, (tuple, list)):
+        return False
+    for spec in v:
+        if not isinstance(spec, str) or not spec.strip():
+            return False
+        path, token = split_embedding(spec)
+        if not path.strip() or (token is not None and (not token.strip() or " " in token)):
+            return False
+    return True
+
+
 def _frame_rate(v: Any) -> bool:
     try:
         parse_fps(v)
@@ -209,6 +287,14 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "device": _choice(DEVICES),
     "dtype": _choice(DTYPES),
     "allow_pickle": (lambda v: isinstance(v, bool), "must be true or false"),
+    "model_config": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "must be a folder path"),
+    "lora": (_weighted_list, "must be a list of PATH_OR_ID[:SCALE], the scale a number from -10 to 10"),
+    "embedding": (_embedding_list, "must be a list of PATH[:TOKEN], the token one word"),
+    "controlnet": (_weighted_list, "must be a list of PATH_OR_ID[:SCALE], the scale a number from -10 to 10"),
+    "control": (lambda v: isinstance(v, (tuple, list)) and len(v) >= 1 and all(c in CONTROLS for c in v),
+                "must be one or more of " + ", ".join(CONTROLS)),
+    "canny_low": (lambda v: _integer(v) and 0 <= v <= 1000, "must be a whole number from 0 to 1000"),
+    "canny_high": (lambda v: _integer(v) and 0 <= v <= 1000, "must be a whole number from 0 to 1000"),
     "max_side": (lambda v: _integer(v) and 8 <= v <= 8192, "must be a whole number of pixels from 8 to 8192"),
     "start": (lambda v: _number(v) and v >= 0, "must be a number of seconds ≥ 0"),
     "duration": (lambda v: v is None or (_number(v) and v > 0), "must be a number of seconds > 0"),
@@ -226,8 +312,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 PRESET_KEYS = (
     "prompt", "negative_prompt", "mix", "negative_mix", "interpolation", "strength", "steps", "guidance", "scheduler", "seed",
     "noise", "blend", "flow_blend", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
-    "model", "max_side", "crf",
+    "model", "model_config", "lora", "embedding", "controlnet", "control", "canny_low", "canny_high",
+    "max_side", "crf",
 )
+# Settings given as repeated options on the command line and as lists in presets.
+REPEATABLE = ("mix", "negative_mix", "lora", "embedding", "controlnet", "control")
 
 _KEYFRAMES_EXAMPLE = "or keyframes, such as '0:0.3, 48:0.7'"
 _MIX_WEIGHT = (lambda v: _number(v) and 0 <= v <= 1, "must be a number in [0, 1]")

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .config import Config
+from .config import Config, split_weighted
 from .errors import Interrupted, VidiffError
-from .models import TINY, ModelParts, is_out_of_memory, load_parts
+from .models import TINY_MODELS, ModelParts, is_out_of_memory, load_parts
 from .plan import plan_run
 from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
 from .stylizer import Stylizer
@@ -71,9 +71,14 @@ def stylize_video(
 
     # 2. Build the model parts once, then prepare the per-video state (prompt embeddings, sampler)
     if parts is None:
-        parts = load_parts(config.model, config.device, config.dtype, config.allow_pickle)
-    if parts.name == TINY:
-        log.warning("note: --model tiny is a small random model for smoke tests; its output carries no real style")
+        parts = load_parts(
+            config.model, config.device, config.dtype, config.allow_pickle, model_config=config.model_config,
+            lora=config.lora, embedding=config.embedding, controlnet=config.controlnet,
+        )  # fmt: skip
+    else:
+        _check_parts(parts, config)
+    if parts.name in TINY_MODELS:
+        log.warning(f"note: --model {parts.name} is a small random model for smoke tests; its output carries no real style")
     frames_dir = _frames_dir(config.save_frames)
 
     # 3. The work folder beside OUTPUT: resume where an earlier run of the same settings stopped
@@ -231,6 +236,20 @@ def _load_png(path: Path):
     if image is None:
         raise VidiffError(f"the work folder's frame {path} can't be read; run again with --restart")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_parts(parts: ModelParts, config: Config) -> None:
+    """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
+    loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
+              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet)}  # fmt: skip
+    wanted = {"lora": config.lora, "embedding": config.embedding,
+              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet)}  # fmt: skip
+    for name in loaded:
+        if loaded[name] != wanted[name]:
+            raise VidiffError(
+                f"the model parts were loaded with {name} {loaded[name]} but the settings name {wanted[name]}; "
+                f"load them with load_parts(..., {name}=config.{name})"
+            )
 
 
 def _frames_dir(save_frames: str | None) -> Path | None:

@@ -2,7 +2,8 @@
 
 With noise = "fixed" and blend = 0 each frame is computed exactly as diffusers'
 StableDiffusionImg2ImgPipeline computes it with `generator=torch.Generator("cpu").manual_seed(seed)`:
-the same generator draws the VAE's latent sample, then the noise, then any sampler noise.
+the same generator draws the VAE's latent sample, then the noise, then any sampler noise. SDXL
+models follow StableDiffusionXLImg2ImgPipeline, and ControlNets StableDiffusion(XL)ControlNetImg2ImgPipeline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .attention import CrossFrameMemory, install_cross_frame_attention
-from .config import Config
+from .config import Config, split_weighted
+from .control import control_image
 from .errors import VidiffError
 from .models import ModelParts
 from .motion import backward_flow, downscale_flow, is_cut, warp
@@ -47,6 +49,15 @@ class TemporalState:
     anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
 
 
+@dataclass
+class FrameConditioning:
+    """What a frame's denoising steps are conditioned on; the same at every step."""
+
+    prompt_embeds: torch.Tensor  # the text's hidden states, batched as the UNet's input (CFG: negative first)
+    added: dict | None  # SDXL's added_cond_kwargs (pooled text, size and crop); None for SD 1.x/2.x
+    control_images: list  # one per ControlNet, batched as the UNet's input
+
+
 class Stylizer:
     """Holds what is the same for every frame of a video: prompt embeddings, sampler, guidance.
 
@@ -61,6 +72,16 @@ class Stylizer:
         self.scheduler = make_scheduler(config.scheduler, parts.scheduler_config)
         self.time_cond_dim = parts.unet.config.time_cond_proj_dim
         self.encoder = PromptEncoder(parts)  # each text is encoded once per video, then mixed per frame
+        if len(parts.controlnets) != len(config.controlnet):
+            raise VidiffError(
+                f"the settings name {len(config.controlnet)} ControlNets but the model parts hold "
+                f"{len(parts.controlnets)}; load them with load_parts(..., controlnet=config.controlnet)"
+            )
+        # each ControlNet with its conditioning scale and the preprocessor that makes its control image
+        self.controls = [
+            (net, split_weighted(spec)[1], config.control[index if len(config.control) > 1 else 0])
+            for index, (net, spec) in enumerate(zip(parts.controlnets, config.controlnet))
+        ]
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
         self._step_takes_generator = "generator" in step_params
@@ -70,15 +91,19 @@ class Stylizer:
             self._old_processors = install_cross_frame_attention(parts.unet, self.memory)
 
     # 1. The frame's conditioning: its texts' embeddings (each encoded once per video), mixed
-    def _embedding(self, terms: tuple[tuple[str, float], ...]) -> TextEmbedding:
-        return combine([(self.encoder(text), weight) for text, weight in terms])
+    def _embedding(self, terms: tuple[tuple[str, float], ...], negative: bool = False) -> TextEmbedding:
+        encode = self.encoder.negative if negative else self.encoder
+        return combine([(encode(text), weight) for text, weight in terms])
 
-    def _conditioning(self, values: FrameValues, do_cfg: bool) -> torch.Tensor:
-        prompt = self._embedding(values.prompt).hidden
+    def _conditioning(self, values: FrameValues, do_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The hidden states and (SDXL) pooled embeddings, batched as the UNet's input."""
+        prompt = self._embedding(values.prompt)
         if not do_cfg:
-            return prompt
+            return prompt.hidden, prompt.pooled
         # unconditional first, as diffusers orders the CFG batch
-        return torch.cat([self._embedding(values.negative_prompt).hidden, prompt])
+        negative = self._embedding(values.negative_prompt, negative=True)
+        pooled = None if prompt.pooled is None else torch.cat([negative.pooled, prompt.pooled])
+        return torch.cat([negative.hidden, prompt.hidden]), pooled
 
     def _guidance_embedding(self, guidance: float) -> torch.Tensor:
         """The guidance scale as a sinusoidal embedding (LCM's w-conditioning), as diffusers computes it."""
@@ -103,7 +128,25 @@ class Stylizer:
 
     def _to_tensor(self, frame: np.ndarray) -> torch.Tensor:
         image = torch.from_numpy(np.ascontiguousarray(frame)).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
-        return (image * 2.0 - 1.0).to(device=self.parts.device, dtype=self.parts.vae.dtype)
+        # through the model's dtype first, as diffusers does before an fp32 VAE (SDXL's) takes it
+        image = (image * 2.0 - 1.0).to(device=self.parts.device, dtype=self.parts.dtype)
+        return image.to(self.parts.vae.dtype)
+
+    def _latent_stats(self, latents: torch.Tensor):
+        """A VAE's per-channel latent mean and spread, for the few that normalise with them (else None)."""
+        config = self.parts.vae.config
+        if getattr(config, "latents_mean", None) is None or getattr(config, "latents_std", None) is None:
+            return None
+        return tuple(torch.tensor(v).view(1, -1, 1, 1).to(latents.device, latents.dtype) for v in (config.latents_mean, config.latents_std))
+
+    def _scale_latents(self, sample: torch.Tensor) -> torch.Tensor:
+        """The VAE's sample in the UNet's latent space."""
+        scaling, stats = self.parts.vae.config.scaling_factor, self._latent_stats(sample)
+        return sample * scaling if stats is None else (sample - stats[0]) * scaling / stats[1]
+
+    def _unscale_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        scaling, stats = self.parts.vae.config.scaling_factor, self._latent_stats(latents)
+        return latents / scaling if stats is None else latents * stats[1] / scaling + stats[0]
 
     @staticmethod
     def _to_image(decoded: torch.Tensor) -> np.ndarray:
@@ -114,7 +157,7 @@ class Stylizer:
     def _decode(self, latents: torch.Tensor, frame_index: int) -> torch.Tensor:
         """Decode latents; a half-precision VAE that overflows to NaN/inf is upcast to fp32 and tried again."""
         vae = self.parts.vae
-        decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        decoded = vae.decode(self._unscale_latents(latents.to(vae.dtype)), return_dict=False)[0]
         if torch.isfinite(decoded).all():
             return decoded
         if vae.dtype != torch.float32:
@@ -124,7 +167,7 @@ class Stylizer:
             )
             # for the rest of the run, as diffusers' upcast_vae does: SD's VAE overflows in fp16 at large sizes
             vae.to(torch.float32)
-            decoded = vae.decode(latents.to(torch.float32) / vae.config.scaling_factor, return_dict=False)[0]
+            decoded = vae.decode(self._unscale_latents(latents.to(torch.float32)), return_dict=False)[0]
             if torch.isfinite(decoded).all():
                 return decoded
         raise VidiffError(
@@ -145,6 +188,47 @@ class Stylizer:
             )
         return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype), None
 
+    def _frame_conditioning(
+        self, frame: np.ndarray, prompt_embeds: torch.Tensor, pooled_embeds: torch.Tensor | None, do_cfg: bool
+    ) -> FrameConditioning:
+        """The frame's text embeddings with what the UNet takes besides: SDXL's pooled text and its size
+        and crop numbers, and each ControlNet's control image, made from the source frame."""
+        device, dtype = self.parts.device, prompt_embeds.dtype
+        added = None
+        if pooled_embeds is not None:
+            height, width = frame.shape[:2]
+            # original size, crop top-left, target size: the frame as it is, uncropped
+            time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
+            time_ids = torch.cat([time_ids] * pooled_embeds.shape[0]).to(device)
+            added = {"text_embeds": pooled_embeds.to(device), "time_ids": time_ids}
+        images = []
+        for net, _scale, kind in self.controls:
+            image = control_image(kind, frame, self.config.canny_low, self.config.canny_high)
+            tensor = torch.from_numpy(image).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
+            tensor = tensor.to(device=device, dtype=net.dtype)
+            # the unconditional and conditional halves of the CFG batch see the same control image
+            images.append(torch.cat([tensor] * 2) if do_cfg else tensor)
+        return FrameConditioning(prompt_embeds, added, images)
+
+    def _unet_extras(self, conditioning: FrameConditioning, model_input: torch.Tensor, t) -> dict:
+        """The UNet's keyword arguments beyond the text: SDXL's added conditioning, and the ControlNets'
+        residuals summed over the nets (as diffusers' MultiControlNetModel sums them)."""
+        extras = {}
+        if conditioning.added is not None:
+            extras["added_cond_kwargs"] = conditioning.added
+        down = mid = None
+        for (net, scale, _kind), image in zip(self.controls, conditioning.control_images):
+            net_down, net_mid = net(
+                model_input, t, encoder_hidden_states=conditioning.prompt_embeds, controlnet_cond=image,
+                conditioning_scale=scale, guess_mode=False, added_cond_kwargs=conditioning.added, return_dict=False,
+            )  # fmt: skip
+            down = net_down if down is None else [a + b for a, b in zip(down, net_down)]
+            mid = net_mid if mid is None else mid + net_mid
+        if down is not None:
+            extras["down_block_additional_residuals"] = down
+            extras["mid_block_additional_residual"] = mid
+        return extras
+
     @torch.no_grad()
     def __call__(self, frame: np.ndarray, frame_index: int, state: TemporalState | None = None) -> FrameResult:
         """Stylise one RGB uint8 frame, given what the previous frames left in `state`."""
@@ -154,7 +238,7 @@ class Stylizer:
         values = self.timeline.at(frame_index)
         # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
         do_cfg = values.guidance > 1 and self.time_cond_dim is None
-        prompt_embeds = self._conditioning(values, do_cfg)
+        prompt_embeds, pooled_embeds = self._conditioning(values, do_cfg)
         timestep_cond = self._guidance_embedding(values.guidance) if self.time_cond_dim is not None else None
 
         # 1. A hard cut starts a new shot: nothing carries over it
@@ -175,8 +259,8 @@ class Stylizer:
             start = flow_blend(frame, warp(state.image, flow), trusted, values.flow_blend)
 
         # 3. Encode, then blend in the previous frame's latents (before noising)
-        latents = vae.encode(self._to_tensor(start)).latent_dist.sample(generator) * vae.config.scaling_factor
-        latents = latents.to(parts.dtype)  # a no-op unless the VAE was upcast after a NaN
+        sample = vae.encode(self._to_tensor(start)).latent_dist.sample(generator)
+        latents = self._scale_latents(sample.to(parts.dtype))  # a cast only for an fp32 VAE (SDXL's, or after a NaN)
         if state.latents is not None and values.blend > 0:
             latents = blend_latents(state.latents, latents, values.blend)
 
@@ -192,6 +276,7 @@ class Stylizer:
             step_kwargs["generator"] = generator
         if self.memory is not None and new_shot:
             self.memory.reset()
+        conditioning = self._frame_conditioning(frame, prompt_embeds, pooled_embeds, do_cfg)
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
@@ -200,9 +285,10 @@ class Stylizer:
             noise_pred = parts.unet(
                 model_input,
                 t,
-                encoder_hidden_states=prompt_embeds,
+                encoder_hidden_states=conditioning.prompt_embeds,
                 timestep_cond=timestep_cond,
                 return_dict=False,
+                **self._unet_extras(conditioning, model_input, t),
             )[0]
             if do_cfg:
                 uncond, text = noise_pred.chunk(2)

@@ -1,0 +1,106 @@
+"""SDXL: two text encoders, pooled embeddings and size conditioning, checked against diffusers'
+own StableDiffusionXLImg2ImgPipeline on a tiny SDXL built offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import StableDiffusionXLImg2ImgPipeline
+from PIL import Image
+
+from test_stylizer import test_frames
+from vidiff.config import Config
+from vidiff.models import tiny_parts
+from vidiff.prompts import PromptEncoder
+from vidiff.schedulers import make_scheduler
+from vidiff.stylizer import Stylizer
+
+
+@pytest.fixture(scope="module")
+def tiny_xl():
+    parts = tiny_parts(kind="sdxl")
+    for module in (parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet):
+        module.eval().requires_grad_(False)
+    return parts
+
+
+def reference_xl(parts, scheduler: str) -> StableDiffusionXLImg2ImgPipeline:
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=parts.vae,
+        text_encoder=parts.text_encoder,
+        text_encoder_2=parts.text_encoder_2,
+        tokenizer=parts.tokenizer,
+        tokenizer_2=parts.tokenizer_2,
+        unet=parts.unet,
+        scheduler=make_scheduler(scheduler, parts.scheduler_config),
+        force_zeros_for_empty_prompt=parts.force_zeros_for_empty_prompt,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reference_xl_frame(pipe, frame: np.ndarray, config: Config) -> np.ndarray:
+    result = pipe(
+        prompt=config.prompt,
+        # diffusers zeroes the unconditional side only when no negative prompt is given at all
+        negative_prompt=config.negative_prompt or None,
+        image=Image.fromarray(frame),
+        strength=config.strength,
+        num_inference_steps=config.steps,
+        guidance_scale=config.guidance,
+        generator=torch.Generator("cpu").manual_seed(config.seed),
+    )
+    return np.array(result.images[0])
+
+
+@pytest.mark.parametrize(
+    "scheduler, negative, guidance",
+    [("dpm++2m", "blurry", 7.5), ("euler-a", "", 5.0), ("ddim", "", 1.0)],
+)
+def test_sdxl_matches_diffusers_img2img(tiny_xl, scheduler, negative, guidance):
+    config = Config(
+        prompt="a wooden carving of a fox", negative_prompt=negative, strength=0.6, steps=6,
+        guidance=guidance, scheduler=scheduler, seed=3,
+    )  # fmt: skip
+    stylizer = Stylizer(tiny_xl, config)
+    pipe = reference_xl(tiny_xl, scheduler)
+    for index, frame in enumerate(test_frames(2, size=(64, 40))):
+        ours = stylizer(frame, index).image
+        theirs = reference_xl_frame(pipe, frame, config)
+        assert ours.shape == theirs.shape == frame.shape
+        assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+        assert ours.std() > 1 and np.abs(ours.astype(int) - frame.astype(int)).mean() > 1
+
+
+def test_sdxl_prompt_embedding_has_both_encoders_and_a_pooled_part(tiny_xl):
+    embedding = PromptEncoder(tiny_xl)("a marble statue")
+    width_1 = tiny_xl.text_encoder.config.hidden_size
+    width_2 = tiny_xl.text_encoder_2.config.hidden_size
+    assert embedding.hidden.shape == (1, 77, width_1 + width_2)
+    assert embedding.pooled.shape == (1, tiny_xl.text_encoder_2.config.projection_dim)
+
+
+def test_sdxl_empty_negative_prompt_is_zeros_only_when_the_config_says_so(tiny_xl):
+    encoder = PromptEncoder(tiny_xl)
+    zeroed = encoder.negative("")
+    assert not zeroed.hidden.any() and not zeroed.pooled.any()
+    assert encoder.negative("blurry").hidden.abs().sum() > 0
+    tiny_xl.force_zeros_for_empty_prompt = False
+    try:
+        assert torch.equal(PromptEncoder(tiny_xl).negative("").hidden, encoder("").hidden)
+    finally:
+        tiny_xl.force_zeros_for_empty_prompt = True
+
+
+def test_sdxl_size_conditioning_is_the_frame_uncropped(tiny_xl):
+    config = Config(prompt="oil painting", strength=0.5, steps=4, seed=1)
+    stylizer = Stylizer(tiny_xl, config)
+    prompt_embeds, pooled_embeds = stylizer._conditioning(stylizer.timeline.at(0), True)
+
+    def time_ids(height, width):
+        frame = np.zeros((height, width, 3), np.uint8)
+        return stylizer._frame_conditioning(frame, prompt_embeds, pooled_embeds, True).added["time_ids"]
+
+    small, large = time_ids(40, 64), time_ids(48, 80)
+    assert small.tolist()[0] == [40, 64, 0, 0, 40, 64] and large.tolist()[0] == [48, 80, 0, 0, 48, 80]

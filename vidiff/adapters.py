@@ -1,0 +1,172 @@
+"""What is loaded onto a base model: LoRAs (fused in), textual-inversion embeddings and ControlNets.
+
+Each goes through diffusers' own loaders, so every format diffusers reads works here (diffusers
+and Kohya LoRAs, A1111 and diffusers embeddings); a file that doesn't fit the model is one error line.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from .config import split_embedding, split_weighted
+from .errors import VidiffError
+from .models import KIND_NAMES, ModelParts, _first_line, _looks_like_path, refuse_pickle
+
+
+def _pipeline(parts: ModelParts):
+    """The parts in the diffusers pipeline of their kind: diffusers' LoRA and embedding loaders live there."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    scheduler = DDIMScheduler.from_config(parts.scheduler_config)  # never run: the pipeline needs one
+    if parts.kind == "sdxl":
+        return StableDiffusionXLPipeline(
+            vae=parts.vae, text_encoder=parts.text_encoder, text_encoder_2=parts.text_encoder_2,
+            tokenizer=parts.tokenizer, tokenizer_2=parts.tokenizer_2, unet=parts.unet, scheduler=scheduler,
+        )  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
+        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+
+
+@contextmanager
+def _library_errors_silenced():
+    """diffusers logs a failed LoRA load as an error, then raises it: vidiff's own line says it once."""
+    logger = logging.getLogger("diffusers")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _state_dict(path: Path, what: str, allow_pickle: bool) -> dict:
+    refuse_pickle(path, what, allow_pickle)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        # weights_only: tensors and plain containers, no code (the flag was given for the file anyway)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors and torch each raise their own kinds for a damaged file
+        raise VidiffError(f"{what} {path} could not be read: {_first_line(err)}") from None
+
+
+def _local_file(source: str, what: str) -> Path | None:
+    """The local file `source` names; None for a folder or hub id; an error for a missing path."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if _looks_like_path(source) and not path.exists():
+        raise VidiffError(f"{what} {source} not found: give a file, a folder or a hub id")
+    return None
+
+
+def fuse_loras(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = False) -> None:
+    """Fuse each LoRA ("PATH_OR_ID[:SCALE]") into the UNet and text encoders at its scale.
+
+    Fused, the model runs as fast as without LoRAs and its UNet is plain again (the cross-frame
+    attention processors install on it as on any UNet); the result is diffusers' fuse_lora at that scale.
+    """
+    if not specs:
+        return
+    pipe = _pipeline(parts)
+    names, scales = [], []
+    for index, spec in enumerate(specs):
+        source, scale = split_weighted(spec)
+        file = _local_file(source, "--lora")
+        weights = _state_dict(file, "--lora", allow_pickle) if file is not None else source
+        name = f"lora{index}"
+        try:
+            with _library_errors_silenced():
+                pipe.load_lora_weights(weights, adapter_name=name)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+            reason = "its layer sizes differ from the model's" if "size mismatch" in str(err) else _first_line(err)
+            raise VidiffError(
+                f"--lora {spec} does not fit the {KIND_NAMES[parts.kind]} model ({reason}); "
+                "is it a LoRA for another kind of model?"
+            ) from None
+        if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
+            raise VidiffError(
+                f"--lora {spec}: none of its layers match the {KIND_NAMES[parts.kind]} model; "
+                "is it a LoRA for another kind of model?"
+            )
+        names.append(name)
+        scales.append(scale)
+    pipe.set_adapters(names, adapter_weights=scales)
+    pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
+    pipe.unload_lora_weights()  # the fused weights stay; the LoRA layers go
+    parts.lora = tuple(specs)
+
+
+def add_embeddings(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = False) -> None:
+    """Add each textual-inversion embedding ("PATH[:TOKEN]") to the tokenizers and text encoders."""
+    if not specs:
+        return
+    pipe = _pipeline(parts)
+    for spec in specs:
+        source, token = split_embedding(spec)
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise VidiffError(f"--embedding {source} not found: give an embedding file (.safetensors, or .pt with --allow-pickle)")
+        token = token or path.stem  # as A1111 does: the file's name is the word for it
+        state = _state_dict(path, "--embedding", allow_pickle)
+        sdxl_file = {"clip_l", "clip_g"} <= set(state)
+        try:
+            if parts.kind == "sdxl":
+                if not sdxl_file:
+                    raise VidiffError(
+                        f"--embedding {spec}: an SDXL model needs an SDXL embedding (clip_l and clip_g vectors); "
+                        f"this file holds {', '.join(sorted(state)) or 'nothing'}"
+                    )
+                pipe.load_textual_inversion(state["clip_l"], token=token, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer)
+                pipe.load_textual_inversion(state["clip_g"], token=token, text_encoder=parts.text_encoder_2, tokenizer=parts.tokenizer_2)
+            else:
+                if sdxl_file:
+                    raise VidiffError(f"--embedding {spec} is an SDXL embedding; the model is {KIND_NAMES[parts.kind]}")
+                pipe.load_textual_inversion(state, token=token)
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise VidiffError(f"--embedding {spec}: {_first_line(err)}") from None
+    parts.embedding = tuple(specs)
+
+
+def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dtype, allow_pickle: bool = False) -> list:
+    """One ControlNetModel per "PATH_OR_ID[:SCALE]": a diffusers folder, a hub id or a single file."""
+    from diffusers import ControlNetModel
+
+    nets = []
+    for spec in specs:
+        source, _scale = split_weighted(spec)
+        file = _local_file(source, "--controlnet")
+        try:
+            if file is not None:
+                refuse_pickle(file, "--controlnet", allow_pickle)
+                net = ControlNetModel.from_single_file(str(file), torch_dtype=dtype)
+            else:
+                path = Path(source).expanduser()
+                net = ControlNetModel.from_pretrained(str(path) if path.is_dir() else source, torch_dtype=dtype)
+        except VidiffError:
+            raise
+        except Exception as err:  # diffusers and the hub raise many kinds: each becomes one line
+            raise VidiffError(
+                f"--controlnet {source}: could not load it ({_first_line(err)}); give a diffusers ControlNet folder, "
+                "a hub id in the local cache, or a single file whose config is in the hub cache"
+            ) from None
+        wanted = parts.unet.config.cross_attention_dim
+        if net.config.cross_attention_dim != wanted or (parts.kind == "sdxl") != (
+            net.config.addition_embed_type == "text_time"
+        ):
+            raise VidiffError(
+                f"--controlnet {source} is not a ControlNet for an {KIND_NAMES[parts.kind]} model "
+                f"(its text width is {net.config.cross_attention_dim}, the model's {wanted})"
+            )
+        if net.config.global_pool_conditions:
+            raise VidiffError(f"--controlnet {source} pools its conditions (guess mode, e.g. shuffle): not supported")
+        nets.append(net)
+    return nets
