@@ -78,6 +78,15 @@ def tiny():
 
 
 @pytest.fixture(scope="session")
+def tiny_xl():
+    """The tiny random SDXL model, built once for the session."""
+    parts = tiny_parts(kind="sdxl")
+    for module in (parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet):
+        module.eval().requires_grad_(False)
+    return parts
+
+
+@pytest.fixture(scope="session")
 def clips(tmp_path_factory):
     """Synthetic clips shared by the tests (never modified by them)."""
     folder = tmp_path_factory.mktemp("clips")

@@ -150,3 +150,20 @@ def test_controlnet_for_another_kind_of_model_is_refused(controlnet_folders):
 def test_control_count_must_fit_the_controlnets():
     with pytest.raises(VidiffError, match="--control"):
         Config(prompt="x", controlnet=("a", "b", "c"), control=("canny", "softedge")).validate()
+
+
+def test_a_keyframed_control_scale_hits_its_keyframes(controlnet_folders):
+    net = str(controlnet_folders / "sd1-a")
+    scheduled = f"{net}:0:0.2, 4:1.0"
+    parts = load_parts("tiny", "cpu", "fp32", controlnet=(scheduled,))
+    frame = shapes_frame((64, 48)) // 2 + test_frames(1)[0] // 2
+
+    def frame_at(index: int, spec: str) -> np.ndarray:
+        config = Config(prompt="a bronze sculpture", strength=0.7, steps=5, scheduler="ddim", seed=8,
+                        controlnet=(spec,), control=("canny",))  # fmt: skip
+        return Stylizer(parts, config)(frame, index).image.astype(int)
+
+    assert np.abs(frame_at(0, scheduled) - frame_at(0, f"{net}:0.2")).max() <= 1
+    assert np.abs(frame_at(4, scheduled) - frame_at(4, f"{net}:1.0")).max() <= 1
+    assert np.abs(frame_at(2, scheduled) - frame_at(2, f"{net}:0.6")).max() <= 1
+    assert np.abs(frame_at(0, scheduled) - frame_at(4, scheduled)).max() > 1  # the scale does change the frames

@@ -8,6 +8,7 @@ import torch
 
 from test_stylizer import test_frames
 from vidiff.config import Config
+from vidiff.prompts import PromptEncoder
 from vidiff.stylizer import Stylizer
 
 BASE = dict(steps=6, strength=0.5, guidance=7.5, scheduler="euler", seed=4)
@@ -85,3 +86,24 @@ def test_a_scheduled_mix_weight_hits_its_keyframes(tiny, guidance):
     end = stylise(tiny, frame, 10, mix=mixed, guidance=guidance)
     assert np.abs(start - stylise(tiny, frame, 0, guidance=guidance)).max() <= 1
     assert np.abs(end - stylise(tiny, frame, 10, prompt="a frog", guidance=guidance)).max() <= 1
+
+
+def test_sdxl_mixing_carries_the_pooled_embeddings(tiny_xl):
+    frame = test_frames(1)[0]
+    rabbit, frog = stylise(tiny_xl, frame), stylise(tiny_xl, frame, prompt="a frog")
+    assert np.abs(rabbit - frog).max() > 1
+    assert np.abs(stylise(tiny_xl, frame, mix=("a frog:0",)) - rabbit).max() <= 1
+    assert np.abs(stylise(tiny_xl, frame, mix=("a frog:1",)) - frog).max() <= 1
+    seen = []
+    hook = tiny_xl.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["added_cond_kwargs"]["text_embeds"].clone()), with_kwargs=True
+    )
+    try:
+        config = Config(prompt="a rabbit", negative_prompt="blurry", mix=("a frog:0.25",), **BASE).validate()
+        with Stylizer(tiny_xl, config) as stylizer:
+            stylizer(frame, 0)
+    finally:
+        hook.remove()
+    encoder = PromptEncoder(tiny_xl)
+    expected = 0.75 * encoder("a rabbit").pooled + 0.25 * encoder("a frog").pooled
+    torch.testing.assert_close(seen[0][1:], expected, rtol=1e-5, atol=1e-5)

@@ -17,14 +17,6 @@ from vidiff.schedulers import make_scheduler
 from vidiff.stylizer import Stylizer
 
 
-@pytest.fixture(scope="module")
-def tiny_xl():
-    parts = tiny_parts(kind="sdxl")
-    for module in (parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet):
-        module.eval().requires_grad_(False)
-    return parts
-
-
 def reference_xl(parts, scheduler: str) -> StableDiffusionXLImg2ImgPipeline:
     pipe = StableDiffusionXLImg2ImgPipeline(
         vae=parts.vae,

@@ -14,7 +14,7 @@ from .errors import VidiffError
 from .motion import CUT_THRESHOLD
 from .schedule import (
     INTERPOLATIONS, SCHEDULABLE, TEXT_SCHEDULABLE, ScheduleError, is_text_schedule, parse_mix, parse_numbers,
-    parse_texts,
+    parse_texts, split_weighted,
 )
 from .schedulers import SCHEDULERS
 from .video import BAD_FRAME_ACTIONS, parse_fps
@@ -212,18 +212,6 @@ def _texts(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(item, str) for item in v)
 
 
-def split_weighted(spec: str) -> tuple[str, float]:
-    """'PATH_OR_ID[:SCALE]' -> (path or id, scale); a last ':' part that isn't a number belongs to the path."""
-    head, sep, tail = spec.rpartition(":")
-    if sep and head:
-        try:
-            scale = float(tail)
-        except ValueError:
-            return spec, 1.0
-        return head, scale
-    return spec, 1.0
-
-
 def split_embedding(spec: str) -> tuple[str, str | None]:
     """'PATH[:TOKEN]' -> (path, token or None); a drive letter (C:\\...) is not a token."""
     head, sep, tail = spec.rpartition(":")
@@ -232,14 +220,18 @@ def split_embedding(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
-def _weighted_list(v: Any) -> bool:
+def _weighted_list(v: Any, keyframes: bool = False) -> bool:
+    """A list of 'PATH_OR_ID[:SCALE]', each scale in [-10, 10]; with `keyframes` a scale may be keyframes."""
     if not isinstance(v, (tuple, list)):
         return False
     for spec in v:
         if not isinstance(spec, str) or not spec.strip():
             return False
         path, scale = split_weighted(spec)
-        if not path.strip() or not math.isfinite(scale) or not -10 <= scale <= 10:
+        if isinstance(scale, str) and not keyframes:
+            return False
+        scales = [k.value for k in parse_numbers(scale)] if isinstance(scale, str) else [scale]
+        if not path.strip() or not all(math.isfinite(s) and -10 <= s <= 10 for s in scales):
             return False
     return True
 
@@ -290,7 +282,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_config": (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "must be a folder path"),
     "lora": (_weighted_list, "must be a list of PATH_OR_ID[:SCALE], the scale a number from -10 to 10"),
     "embedding": (_embedding_list, "must be a list of PATH[:TOKEN], the token one word"),
-    "controlnet": (_weighted_list, "must be a list of PATH_OR_ID[:SCALE], the scale a number from -10 to 10"),
+    "controlnet": (lambda v: _weighted_list(v, keyframes=True),
+                   "must be a list of PATH_OR_ID[:SCALE], the scale a number from -10 to 10 or keyframes"),
     "control": (lambda v: isinstance(v, (tuple, list)) and len(v) >= 1 and all(c in CONTROLS for c in v),
                 "must be one or more of " + ", ".join(CONTROLS)),
     "canny_low": (lambda v: _integer(v) and 0 <= v <= 1000, "must be a whole number from 0 to 1000"),

@@ -113,24 +113,31 @@ def _parse(text: str, separator: str, value_of: Callable[[str, int, int], Any], 
     return keyframes
 
 
-def parse_mix(text: str) -> tuple[str, Any]:
-    """Split "TEXT:WEIGHT" at the colon after which a weight (a number or keyframe string) follows."""
-    for match in re.finditer(":", text):
-        prompt, weight = text[: match.start()].strip(), text[match.end() :].strip()
-        if not prompt:
+def split_weighted(spec: str) -> tuple[str, Any]:
+    """'NAME[:WEIGHT]' -> (name, weight): split at the first colon after which a weight (a number or a
+    keyframe string) follows; with none, the whole text is the name and the weight 1.0."""
+    for match in re.finditer(":", spec):
+        name, weight = spec[: match.start()].strip(), spec[match.end() :].strip()
+        if not name:
             continue
         try:
-            return prompt, float(weight)
+            return name, float(weight)
         except ValueError:
             pass
         try:
             parse_numbers(weight)
         except ScheduleError:
             continue
-        return prompt, weight
-    raise ScheduleError(
-        f"expected TEXT:WEIGHT, such as 'a frog:0.5' or 'a frog:0:0, 48:1', got {text!r}"
-    )
+        return name, weight
+    return spec.strip(), 1.0
+
+
+def parse_mix(text: str) -> tuple[str, Any]:
+    """Split "TEXT:WEIGHT"; the weight is required."""
+    name, weight = split_weighted(text)
+    if name == text.strip():
+        raise ScheduleError(f"expected TEXT:WEIGHT, such as 'a frog:0.5' or 'a frog:0:0, 48:1', got {text!r}")
+    return name, weight
 
 
 class Schedule:
@@ -212,6 +219,7 @@ class FrameValues:
     seed: int
     prompt: tuple[tuple[str, float], ...]  # texts and the weights of their embeddings in the conditioning
     negative_prompt: tuple[tuple[str, float], ...]
+    control_scales: tuple[float, ...]  # each ControlNet's conditioning scale
 
 
 class Timeline:
@@ -227,6 +235,11 @@ class Timeline:
             name: _located(name, getattr(config, name), lambda v: text_schedule(v, fps, interpolation))
             for name in TEXT_SCHEDULABLE
         }
+        self.controls = [
+            (name, _located("controlnet", spec, lambda _: number_schedule(weight, fps, interpolation)))
+            for spec in config.controlnet
+            for name, weight in [split_weighted(spec)]
+        ]
         self.mixes = {}
         for name, option in (("prompt", "mix"), ("negative_prompt", "negative_mix")):
             mixes = [parse_mix(entry) for entry in getattr(config, option)]
@@ -241,6 +254,7 @@ class Timeline:
             **numbers,
             prompt=self._conditioning("prompt", frame),
             negative_prompt=self._conditioning("negative_prompt", frame),
+            control_scales=tuple(schedule(frame) for _name, schedule in self.controls),
         )
 
     def _conditioning(self, name: str, frame: int) -> tuple[tuple[str, float], ...]:
@@ -261,6 +275,9 @@ class Timeline:
             for text, schedule in mixes:
                 if not schedule.is_constant:
                     found[f"{option} {text!r}"] = schedule
+        for name, schedule in self.controls:
+            if not schedule.is_constant:
+                found[f"--controlnet {name!r}"] = schedule
         return found
 
     def past_end(self, frames: int) -> list[str]:

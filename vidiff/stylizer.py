@@ -17,7 +17,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .attention import CrossFrameMemory, install_cross_frame_attention
-from .config import Config, split_weighted
+from .config import Config
 from .control import control_image
 from .errors import VidiffError
 from .models import ModelParts
@@ -56,6 +56,7 @@ class FrameConditioning:
     prompt_embeds: torch.Tensor  # the text's hidden states, batched as the UNet's input (CFG: negative first)
     added: dict | None  # SDXL's added_cond_kwargs (pooled text, size and crop); None for SD 1.x/2.x
     control_images: list  # one per ControlNet, batched as the UNet's input
+    control_scales: tuple = ()  # each ControlNet's conditioning scale for this frame
 
 
 class Stylizer:
@@ -77,10 +78,9 @@ class Stylizer:
                 f"the settings name {len(config.controlnet)} ControlNets but the model parts hold "
                 f"{len(parts.controlnets)}; load them with load_parts(..., controlnet=config.controlnet)"
             )
-        # each ControlNet with its conditioning scale and the preprocessor that makes its control image
+        # each ControlNet with the preprocessor that makes its control image (its scale may vary per frame)
         self.controls = [
-            (net, split_weighted(spec)[1], config.control[index if len(config.control) > 1 else 0])
-            for index, (net, spec) in enumerate(zip(parts.controlnets, config.controlnet))
+            (net, config.control[index if len(config.control) > 1 else 0]) for index, net in enumerate(parts.controlnets)
         ]
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
@@ -189,7 +189,12 @@ class Stylizer:
         return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype), None
 
     def _frame_conditioning(
-        self, frame: np.ndarray, prompt_embeds: torch.Tensor, pooled_embeds: torch.Tensor | None, do_cfg: bool
+        self,
+        frame: np.ndarray,
+        prompt_embeds: torch.Tensor,
+        pooled_embeds: torch.Tensor | None,
+        do_cfg: bool,
+        control_scales: tuple = (),
     ) -> FrameConditioning:
         """The frame's text embeddings with what the UNet takes besides: SDXL's pooled text and its size
         and crop numbers, and each ControlNet's control image, made from the source frame."""
@@ -202,13 +207,13 @@ class Stylizer:
             time_ids = torch.cat([time_ids] * pooled_embeds.shape[0]).to(device)
             added = {"text_embeds": pooled_embeds.to(device), "time_ids": time_ids}
         images = []
-        for net, _scale, kind in self.controls:
+        for net, kind in self.controls:
             image = control_image(kind, frame, self.config.canny_low, self.config.canny_high)
             tensor = torch.from_numpy(image).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
             tensor = tensor.to(device=device, dtype=net.dtype)
             # the unconditional and conditional halves of the CFG batch see the same control image
             images.append(torch.cat([tensor] * 2) if do_cfg else tensor)
-        return FrameConditioning(prompt_embeds, added, images)
+        return FrameConditioning(prompt_embeds, added, images, control_scales)
 
     def _unet_extras(self, conditioning: FrameConditioning, model_input: torch.Tensor, t) -> dict:
         """The UNet's keyword arguments beyond the text: SDXL's added conditioning, and the ControlNets'
@@ -217,7 +222,7 @@ class Stylizer:
         if conditioning.added is not None:
             extras["added_cond_kwargs"] = conditioning.added
         down = mid = None
-        for (net, scale, _kind), image in zip(self.controls, conditioning.control_images):
+        for (net, _kind), image, scale in zip(self.controls, conditioning.control_images, conditioning.control_scales):
             net_down, net_mid = net(
                 model_input, t, encoder_hidden_states=conditioning.prompt_embeds, controlnet_cond=image,
                 conditioning_scale=scale, guess_mode=False, added_cond_kwargs=conditioning.added, return_dict=False,
@@ -276,7 +281,7 @@ class Stylizer:
             step_kwargs["generator"] = generator
         if self.memory is not None and new_shot:
             self.memory.reset()
-        conditioning = self._frame_conditioning(frame, prompt_embeds, pooled_embeds, do_cfg)
+        conditioning = self._frame_conditioning(frame, prompt_embeds, pooled_embeds, do_cfg, values.control_scales)
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
