@@ -11,7 +11,6 @@ from PIL import Image
 
 from test_stylizer import test_frames
 from vidiff.config import Config
-from vidiff.models import tiny_parts
 from vidiff.prompts import PromptEncoder
 from vidiff.schedulers import make_scheduler
 from vidiff.stylizer import Stylizer
