@@ -328,19 +328,19 @@ def test_help_exits_0(args):
 def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
     from vidiff.stylizer import Stylizer
 
-    original = Stylizer.__call__
+    original = Stylizer.batch
     seen = []
 
-    def interrupted_on_second_frame(self, frame, frame_index, prev_latents=None):
+    def interrupted_on_second_frame(self, frames, frame_index, state=None):
         seen.append(frame_index)
         if len(seen) == 2:
             raise KeyboardInterrupt
-        return original(self, frame, frame_index, prev_latents)
+        return original(self, frames, frame_index, state)
 
-    monkeypatch.setattr(Stylizer, "__call__", interrupted_on_second_frame)
+    monkeypatch.setattr(Stylizer, "batch", interrupted_on_second_frame)
     before = snapshot(ws.root)
 
-    result = CliRunner().invoke(cli, stylize_args(ws.input, ws.output) + ["--quiet"])
+    result = CliRunner().invoke(cli, stylize_args(ws.input, ws.output, batch_size="1") + ["--quiet"])
 
     assert seen == [0, 1]  # the first frame was stylised and written before the interruption
     assert result.exit_code == 130, (result.output, result.exception)

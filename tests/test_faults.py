@@ -16,7 +16,8 @@ from vidiff.errors import VidiffError
 from vidiff.models import load_parts
 from vidiff.stylizer import Stylizer
 
-ARGS = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", "64"]
+# one frame at a time, so that a fault can strike a chosen frame
+ARGS = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", "64", "--batch-size", "1"]
 
 
 def _nan_when_half(vae):
@@ -57,7 +58,7 @@ def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> 
     original = getattr(cls, name)
 
     def failing(self, *args, **kwargs):
-        index = args[1] if name == "__call__" else args[0]
+        index = args[1] if name == "batch" else args[0]
         if index == 3:
             raise error
         return original(self, *args, **kwargs)
@@ -76,7 +77,7 @@ def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> 
 
 def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_path, monkeypatch):
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory")
-    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, Stylizer, "__call__", oom)
+    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, Stylizer, "batch", oom)
     assert "--max-side" in said and "resume" in said
 
 

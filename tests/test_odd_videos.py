@@ -141,13 +141,13 @@ def test_rotation_metadata_comes_out_upright(tmp_path, monkeypatch):
 
     from vidiff.stylizer import Stylizer
 
-    fed, original = [], Stylizer.__call__
+    fed, original = [], Stylizer.batch
 
-    def recording(self, frame, *args, **kwargs):
-        fed.append(frame)
-        return original(self, frame, *args, **kwargs)
+    def recording(self, frames, *args, **kwargs):
+        fed.extend(frames)
+        return original(self, frames, *args, **kwargs)
 
-    monkeypatch.setattr(Stylizer, "__call__", recording)
+    monkeypatch.setattr(Stylizer, "batch", recording)
     frames = stylized(source, tmp_path / "out.mp4")
 
     assert len(frames) == 2 and sizes(frames) == {(48, 64)}  # portrait

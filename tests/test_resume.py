@@ -70,21 +70,21 @@ def test_ctrl_c_saves_and_the_same_command_resumes_identically(
 
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
     args = ["stylize", str(long_clip), str(out), *SETTINGS, *variant, "--save-frames", str(frames_dir)]
-    original = Stylizer.__call__
+    original = Stylizer.batch
 
-    def ctrl_c_during(self, frame, index, state=None):
+    def ctrl_c_during(self, frames, index, state=None):
         if index == stop_after - 1:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, arriving mid-frame
-        return original(self, frame, index, state)
+        return original(self, frames, index, state)
 
-    monkeypatch.setattr(Stylizer, "__call__", ctrl_c_during)
+    monkeypatch.setattr(Stylizer, "batch", ctrl_c_during)
     stopped = CliRunner().invoke(cli, args)
     assert stopped.exit_code == 130
     assert "run the same command again to resume" in stopped.stderr
     assert not out.exists() and (tmp_path / "out.mp4.vidiff").is_dir()
     assert len(os.listdir(frames_dir)) == stop_after  # the frame in progress was finished
 
-    monkeypatch.setattr(Stylizer, "__call__", original)
+    monkeypatch.setattr(Stylizer, "batch", original)
     resumed = CliRunner().invoke(cli, [arg for arg in args if arg != "-q"])
     assert resumed.exit_code == 0, resumed.stderr
     assert f"resuming at frame {stop_after} of" in resumed.stderr
@@ -125,16 +125,16 @@ def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS[:-1]]  # not quiet: the note is printed
-    original = Stylizer.__call__
+    original = Stylizer.batch
     seen = []
 
-    def ctrl_c_at_five(self, frame, index, state=None):
+    def ctrl_c_at_five(self, frames, index, state=None):
         seen.append(index)
         if index == 4:
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, frame, index, state)
+        return original(self, frames, index, state)
 
-    monkeypatch.setattr(Stylizer, "__call__", ctrl_c_at_five)
+    monkeypatch.setattr(Stylizer, "batch", ctrl_c_at_five)
     assert CliRunner().invoke(cli, args).exit_code == 130
     seen.clear()
     resumed = CliRunner().invoke(cli, args)
@@ -148,7 +148,7 @@ def test_changed_settings_or_restart_discard_the_old_work(long_clip, tmp_path, m
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS]
-    original = Stylizer.__call__
+    original = Stylizer.batch
     seen, stop = [], [True]
 
     def ctrl_c_at_three(self, frame, index, state=None):
@@ -157,7 +157,7 @@ def test_changed_settings_or_restart_discard_the_old_work(long_clip, tmp_path, m
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, frame, index, state)
 
-    monkeypatch.setattr(Stylizer, "__call__", ctrl_c_at_three)
+    monkeypatch.setattr(Stylizer, "batch", ctrl_c_at_three)
     assert CliRunner().invoke(cli, args).exit_code == 130
     seen.clear()
     stop[0] = False

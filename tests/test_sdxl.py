@@ -91,7 +91,7 @@ def test_sdxl_size_conditioning_is_the_frame_uncropped(tiny_xl):
 
     def time_ids(height, width):
         frame = np.zeros((height, width, 3), np.uint8)
-        return stylizer._frame_conditioning(frame, prompt_embeds, pooled_embeds, True).added["time_ids"]
+        return stylizer._frame_conditioning([frame], prompt_embeds, pooled_embeds, True).added["time_ids"]
 
     small, large = time_ids(40, 64), time_ids(48, 80)
     assert small.tolist()[0] == [40, 64, 0, 0, 40, 64] and large.tolist()[0] == [48, 80, 0, 0, 48, 80]

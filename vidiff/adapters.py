@@ -1,4 +1,5 @@
-"""What is loaded onto a base model: LoRAs (fused in), textual-inversion embeddings and ControlNets.
+"""What is loaded onto a base model: LoRAs (fused in), textual-inversion embeddings, ControlNets and
+another VAE.
 
 Each goes through diffusers' own loaders, so every format diffusers reads works here (diffusers
 and Kohya LoRAs, A1111 and diffusers embeddings); a file that doesn't fit the model is one error line.
@@ -6,13 +7,15 @@ and Kohya LoRAs, A1111 and diffusers embeddings); a file that doesn't fit the mo
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from .config import split_embedding, split_weighted
+from .config import split_embedding
+from .schedule import split_weighted
 from .errors import VidiffError
 from .models import KIND_NAMES, ModelParts, _first_line, _looks_like_path, refuse_pickle
 
@@ -170,3 +173,42 @@ def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dty
             raise VidiffError(f"--controlnet {source} pools its conditions (guess mode, e.g. shuffle): not supported")
         nets.append(net)
     return nets
+
+
+# TAESD, the tiny autoencoder distilled from each kind's VAE (madebyollin's), for --vae tiny
+TINY_VAES = {"sd1": "madebyollin/taesd", "sd2": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
+
+
+def load_vae(parts: ModelParts, spec: str, dtype: torch.dtype, allow_pickle: bool = False) -> None:
+    """Replace the model's VAE: "full" keeps it, "tiny" is TAESD for the model's kind, else a hub id, a
+    diffusers folder (AutoencoderKL or AutoencoderTiny) or a single AutoencoderKL file."""
+    from diffusers import AutoencoderKL, AutoencoderTiny
+
+    if spec == "full":
+        return
+    source = TINY_VAES[parts.kind] if spec == "tiny" else spec
+    file = _local_file(source, "--vae")
+    try:
+        if file is not None:
+            refuse_pickle(file, "--vae", allow_pickle)
+            vae = AutoencoderKL.from_single_file(str(file), torch_dtype=dtype)
+        else:
+            path = Path(source).expanduser()
+            where = str(path) if path.is_dir() else source
+            tiny = "taesd" in source.lower()
+            if path.is_dir() and (path / "config.json").is_file():
+                tiny = json.loads((path / "config.json").read_text()).get("_class_name") == "AutoencoderTiny"
+            vae = (AutoencoderTiny if tiny else AutoencoderKL).from_pretrained(where, torch_dtype=dtype)
+    except VidiffError:
+        raise
+    except Exception as err:  # diffusers and the hub raise many kinds: each becomes one line
+        raise VidiffError(
+            f"--vae {spec}: could not load {source!r}: {_first_line(err)}; give 'full', 'tiny', a hub id, "
+            "a diffusers VAE folder or a .safetensors file"
+        ) from None
+    if vae.config.latent_channels != parts.vae.config.latent_channels:
+        raise VidiffError(
+            f"--vae {spec}: it has {vae.config.latent_channels} latent channels, the model's VAE "
+            f"{parts.vae.config.latent_channels}: it is a VAE for another kind of model"
+        )
+    parts.vae = vae

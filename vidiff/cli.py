@@ -192,6 +192,16 @@ def cli() -> None:
 @click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
               help="auto: fp16 on cuda, fp32 elsewhere.")
 @click.option("--allow-pickle", is_flag=True, help="Allow .ckpt/.pt checkpoints (loading a pickle runs its code).")
+@click.option("--batch-size", type=int, default=None,
+              help="Frames through the model at once (default: from the device and size). Only frames that "
+                   "don't depend on the previous output batch (not with --blend, --flow-blend, --cross-frame-attn).")
+@click.option("--vae", default=DEFAULTS.vae, show_default=True,
+              help="full (the model's own), tiny (TAESD: much faster, a little blurrier), or a hub id, folder "
+                   "or .safetensors file of another VAE.")
+@click.option("--compile", is_flag=True, help="torch.compile the UNet and VAE: minutes to start, faster per frame on a GPU.")
+@click.option("--skip-similar", type=float, default=DEFAULTS.skip_similar, show_default=True, metavar="LEVELS",
+              help="Reuse the previous output when a source frame differs from the last stylised one by less "
+                   "than this mean difference in 8-bit levels (0: off). Faster on still shots.")
 @click.option("--max-side", type=int, default=DEFAULTS.max_side, show_default=True,
               help="Scale frames down to fit this many pixels on the longer side (multiples of 8).")
 @click.option("--start", type=float, default=DEFAULTS.start, show_default=True, help="Seconds into INPUT to begin.")

@@ -133,6 +133,22 @@ class Config:
     # earlier against the audio, so that is for you to choose once you know the file is damaged.
     on_bad_frame: str = "stop"
 
+    # --- speed ---
+    # Frames that go through the VAE and UNet together; None picks a size from the device and frame
+    # size. Only frames that don't depend on the previous output batch: with blend, flow_blend or
+    # cross_frame_attn on, frames run one at a time whatever this says. Same output either way.
+    batch_size: int | None = None
+    # Reuse the previous output when a source frame differs from the last stylised one by less than
+    # this many 8-bit levels on average (0 = off). Saves the model work on still shots; a trade of
+    # quality for speed, as StreamDiffusion's similar-image filter.
+    skip_similar: float = 0.0
+    # The VAE: "full" (the model's own), "tiny" (TAESD: several times faster to encode and decode, a
+    # little blurrier), or a hub id, diffusers folder or .safetensors file of another VAE.
+    vae: str = "full"
+    # Compile the UNet and VAE with torch.compile: slow to start (minutes), then faster per frame on
+    # a GPU. Frames keep their size and batch shape, so it compiles once.
+    compile: bool = False
+
     # --- the output ---
     # Replace an existing OUTPUT; without it vidiff refuses to.
     overwrite: bool = False
@@ -268,6 +284,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "mix": (_texts, "must be a list of TEXT:WEIGHT texts"),
     "negative_mix": (_texts, "must be a list of TEXT:WEIGHT texts"),
     "interpolation": _choice(INTERPOLATIONS),
+    "batch_size": (lambda v: v is None or (_integer(v) and 1 <= v <= 256), "must be a whole number from 1 to 256"),
+    "vae": (lambda v: isinstance(v, str) and v.strip() != "", "must be full, tiny, a hub id, a folder or a .safetensors file"),
+    "compile": (lambda v: isinstance(v, bool), "must be true or false"),
+    "skip_similar": (lambda v: _number(v) and 0 <= v <= 255, "must be a number of 8-bit levels in [0, 255] (0 is off)"),
     "noise": _choice(NOISE_MODES),
     "blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
     "flow_blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
@@ -305,8 +325,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 PRESET_KEYS = (
     "prompt", "negative_prompt", "mix", "negative_mix", "interpolation", "strength", "steps", "guidance", "scheduler", "seed",
     "noise", "blend", "flow_blend", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
-    "model", "model_config", "lora", "embedding", "controlnet", "control", "canny_low", "canny_high",
-    "max_side", "crf",
+    "model", "model_config", "lora", "embedding", "controlnet", "control", "canny_low", "canny_high", "vae",
+    "skip_similar", "max_side", "crf",
 )
 # Settings given as repeated options on the command line and as lists in presets.
 REPEATABLE = ("mix", "negative_mix", "lora", "embedding", "controlnet", "control")

@@ -55,6 +55,7 @@ class ModelParts:
     lora: tuple[str, ...] = ()
     embedding: tuple[str, ...] = ()
     controlnet: tuple[str, ...] = ()
+    vae_source: str = "full"  # --vae: "full" (the model's own), "tiny", or where another VAE came from
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,6 +75,15 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
+def default_batch_size(device: torch.device, size: tuple[int, int]) -> int:
+    """Frames per batch when --batch-size isn't given: on a GPU enough to fill it (8 at 512², more when
+    smaller, at most 16); on a CPU a few, which saves per-call overhead without much memory."""
+    width, height = size
+    if device.type == "cuda":
+        return max(1, min(16, (8 * 512 * 512) // (width * height)))
+    return 4
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether `err` is the accelerator running out of memory (CUDA's own type, or MPS's message)."""
     return isinstance(err, torch.cuda.OutOfMemoryError) or (
@@ -91,10 +101,11 @@ def load_parts(
     lora: tuple[str, ...] | list[str] = (),
     embedding: tuple[str, ...] | list[str] = (),
     controlnet: tuple[str, ...] | list[str] = (),
+    vae: str = "full",
 ) -> ModelParts:
     """Build the model parts for `model` ('tiny', 'tiny-sdxl', a local folder, a single checkpoint file,
     or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]")."""
-    from .adapters import add_embeddings, fuse_loras, load_controlnets
+    from .adapters import add_embeddings, fuse_loras, load_controlnets, load_vae
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -110,6 +121,8 @@ def load_parts(
     add_embeddings(parts, embedding, allow_pickle)
     parts.controlnets = load_controlnets(parts, controlnet, torch_dtype, allow_pickle)
     parts.controlnet = controlnet
+    load_vae(parts, vae, torch_dtype, allow_pickle)
+    parts.vae_source = vae
     return _placed(parts, torch_device, torch_dtype)
 
 

@@ -14,9 +14,11 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .config import Config, split_weighted
+from .config import Config
+from .schedule import split_weighted
 from .errors import Interrupted, VidiffError
-from .models import TINY_MODELS, ModelParts, is_out_of_memory, load_parts
+from .background import Prefetch, Writer
+from .models import TINY_MODELS, ModelParts, default_batch_size, is_out_of_memory, load_parts
 from .plan import plan_run
 from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
 from .stylizer import Stylizer
@@ -73,7 +75,7 @@ def stylize_video(
     if parts is None:
         parts = load_parts(
             config.model, config.device, config.dtype, config.allow_pickle, model_config=config.model_config,
-            lora=config.lora, embedding=config.embedding, controlnet=config.controlnet,
+            lora=config.lora, embedding=config.embedding, controlnet=config.controlnet, vae=config.vae,
         )  # fmt: skip
     else:
         _check_parts(parts, config)
@@ -90,46 +92,42 @@ def stylize_video(
     if resume.next_frame:
         log.info(f"resuming at frame {resume.next_frame} of {total}")
 
-    # 4. Stream: read a frame, stylise it, write it; encode segment by segment
-    segment = _Segment(work, size, info.fps, config.crf, resume.pending)
+    # 4. Stream: read ahead, stylise in batches, write behind; encode segment by segment
+    segment = _Segment(work, size, info.fps, config.crf, resume.pending, frames_dir)
     bar = tqdm(total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
     with (
         _disk_errors(work),
         Stylizer(parts, config, float(info.fps)) as stylizer,
         reader,
+        Prefetch(reader) as frames,
         segment,
+        Writer() as writer,
         _graceful_interrupts() as interrupted,
         bar,
     ):
+        batch_size = _batch_size(config, stylizer, size, parts)
         state = stylizer.import_state(resume.state) if resume.state is not None else None
-        for index, frame in enumerate(reader):
+        batch: list = []
+        for index, frame in enumerate(frames):
             if index < resume.next_frame:
                 continue  # decoded, not stylised: done by an earlier run
-            try:
-                result = stylizer(frame, index, state)
-            except Exception as err:
-                if not is_out_of_memory(err):
-                    raise
-                raise VidiffError(
-                    f"out of {parts.device.type} memory at frame {index} ({size[0]}x{size[1]}); lower --max-side "
-                    f"(now {config.max_side}); the finished frames are kept and the same command resumes"
-                ) from None
-            state = result.state
-            if result.new_shot and index > 0:
-                log.info(f"cut at frame {index}: a new shot starts afresh")
-            png = _png_bytes(result.image)  # encoded once for --save-frames and the work folder
-            if frames_dir is not None:
-                # an OSError here (a full disk) becomes one resumable line in _disk_errors
-                (frames_dir / f"frame_{index:06d}.png").write_bytes(png)
-            segment.add(index, result.image, png, lambda memory=True: stylizer.export_state(state, memory),
-                        per_frame_state=not config.cross_frame_attn)  # fmt: skip
-            bar.update(1)
+            batch.append(frame)
+            if index + 1 < batch_end(index + 1 - len(batch), batch_size):
+                continue
+            state = _stylise(stylizer, batch, index + 1 - len(batch), state, segment, writer, config, size, parts)
+            bar.update(len(batch))
+            batch = []
             if interrupted():
+                writer.drain()
                 segment.suspend(index, stylizer.export_state(state))
                 raise Interrupted(
                     f"interrupted after frame {index + 1} of {total}; run the same command again to resume "
                     f"(the work so far is in {work.path})"
                 )
+        if batch:  # the last frames, fewer than a batch
+            state = _stylise(stylizer, batch, index + 1 - len(batch), state, segment, writer, config, size, parts)
+            bar.update(len(batch))
+        writer.drain()
         segment.finish(stylizer.export_state(state) if state is not None else {})
 
     # 5. Join the segments, add the audio, and put the video at OUTPUT
@@ -142,13 +140,69 @@ def stylize_video(
     return RunResult(str(output), frames, time.perf_counter() - began, size)
 
 
-class _Segment:
-    """The segment being encoded: frames go to ffmpeg and, until the segment is committed, to PNGs."""
+def batch_end(first: int, batch_size: int) -> int:
+    """Where the batch that starts at frame `first` ends: batches start at fixed frame numbers and never
+    cross a segment, so a resumed run batches its frames as the first run did (bit-identical output)."""
+    segment_start = first - first % SEGMENT_FRAMES
+    offset = first - segment_start
+    return min(segment_start + (offset // batch_size + 1) * batch_size, segment_start + SEGMENT_FRAMES)
 
-    def __init__(self, work: WorkFolder, size, fps, crf: int, pending: list[Path]):
-        self.work, self.size, self.fps, self.crf = work, size, fps, crf
+
+def _batch_size(config: Config, stylizer: Stylizer, size: tuple[int, int], parts: ModelParts) -> int:
+    if not stylizer.batchable:
+        if config.batch_size and config.batch_size > 1:
+            log.warning(
+                "note: with --blend, --flow-blend or --cross-frame-attn each frame needs the previous output: "
+                "frames run one at a time, whatever --batch-size says"
+            )
+        return 1
+    return config.batch_size or default_batch_size(parts.device, size)
+
+
+def _stylise(stylizer, frames, first, state, segment, writer, config, size, parts):
+    """Stylise a batch and queue its frames for writing; returns the state after its last frame."""
+    try:
+        results = stylizer.batch(frames, first, state)
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        raise VidiffError(
+            f"out of {parts.device.type} memory at frames {first}-{first + len(frames) - 1} ({size[0]}x{size[1]}, "
+            f"{len(frames)} at once); lower --batch-size or --max-side (now {config.max_side}); "
+            "the finished frames are kept and the same command resumes"
+        ) from None
+    for offset, result in enumerate(results):
+        index = first + offset
+        if result.new_shot and index > 0:
+            log.info(f"cut at frame {index}: a new shot starts afresh")
+        # the state is taken here, in this thread: the cross-frame memory moves on with the next frame
+        if segment.completes_with_next():
+            saved = stylizer.export_state(result.state)
+        elif offset == len(results) - 1 and not config.cross_frame_attn:
+            # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
+            # from the last segment (a graceful stop still saves it, in suspend); without it, the
+            # state is saved at the end of each batch, where a resumed run can start its batches
+            saved = stylizer.export_state(result.state, with_memory=False)
+        else:
+            saved = None
+        writer.submit(segment.add(index, result.image, saved))
+    return results[-1].state
+
+
+class _Segment:
+    """The segment being encoded: frames go to ffmpeg and, until the segment is committed, to PNGs.
+
+    add() is called in the main thread and returns the file work, which the writer thread runs in order.
+    """
+
+    def __init__(self, work: WorkFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None):
+        self.work, self.size, self.fps, self.crf, self.frames_dir = work, size, fps, crf, frames_dir
         self.pending = pending  # finished frames of this segment from an earlier run, to encode first
         self.encoder: SegmentEncoder | None = None
+        self.count = len(pending)  # frames given to the open segment so far, as the main thread counts them
+
+    def completes_with_next(self) -> bool:
+        return self.count + 1 >= SEGMENT_FRAMES
 
     def _open(self) -> SegmentEncoder:
         if self.encoder is None:
@@ -158,17 +212,27 @@ class _Segment:
             self.pending = []
         return self.encoder
 
-    def add(self, index: int, image, png: bytes, export_state, per_frame_state: bool) -> None:
-        encoder = self._open()
-        encoder.write(image)
-        if encoder.frames_written >= SEGMENT_FRAMES:
-            self._commit(export_state())
-            return
-        self.work.save_frame(index, png)
-        # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
-        # from the last segment (a graceful stop still saves it, in suspend)
-        if per_frame_state:
-            self.work.save_pending(index, export_state(False))
+    def add(self, index: int, image, state: dict | None):
+        """Count the frame in; return the job that encodes and keeps it (and commits a full segment)."""
+        self.count += 1
+        commit = self.count >= SEGMENT_FRAMES
+        if commit:
+            self.count = 0
+
+        def job() -> None:
+            png = _png_bytes(image)  # encoded once for --save-frames and the work folder
+            if self.frames_dir is not None:
+                # an OSError here (a full disk) becomes one resumable line in _disk_errors
+                (self.frames_dir / f"frame_{index:06d}.png").write_bytes(png)
+            self._open().write(image)
+            if commit:
+                self._commit(state)
+                return
+            self.work.save_frame(index, png)
+            if state is not None:
+                self.work.save_pending(index, state)
+
+        return job
 
     def _commit(self, state: dict) -> None:
         encoder, self.encoder = self.encoder, None
@@ -176,11 +240,12 @@ class _Segment:
         self.work.commit(encoder.path, encoder.frames_written, state)
 
     def suspend(self, index: int, state: dict) -> None:
-        """Stop after frame `index`: its state is saved; the unfinished segment waits as PNGs."""
+        """Stop after frame `index` (the writer drained): its state is saved; the unfinished segment waits as PNGs."""
         if self.encoder is not None:
             self.work.save_pending(index, state)
 
     def finish(self, state: dict) -> None:
+        """After the last frame (the writer drained): commit what is left."""
         if self.pending:
             self._open()
         if self.encoder is not None:
@@ -241,9 +306,9 @@ def _load_png(path: Path):
 def _check_parts(parts: ModelParts, config: Config) -> None:
     """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
     loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
-              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet)}  # fmt: skip
+              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet), "vae": parts.vae_source}  # fmt: skip
     wanted = {"lora": config.lora, "embedding": config.embedding,
-              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet)}  # fmt: skip
+              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet), "vae": config.vae}  # fmt: skip
     for name in loaded:
         if loaded[name] != wanted[name]:
             raise VidiffError(

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .attention import CrossFrameMemory, install_cross_frame_attention
-from .config import Config
+from .config import Config, values_of
 from .control import control_image
 from .errors import VidiffError
 from .models import ModelParts
@@ -25,7 +25,7 @@ from .motion import backward_flow, downscale_flow, is_cut, warp
 from .prompts import PromptEncoder, TextEmbedding, combine
 from .schedule import FrameValues, Timeline
 from .schedulers import make_scheduler
-from .temporal import blend_latents, flow_blend, match_colors, noise_seed, warp_noise
+from .temporal import blend_latents, flow_blend, frame_change, match_colors, noise_seed, warp_noise
 
 log = logging.getLogger("vidiff")
 
@@ -47,6 +47,7 @@ class TemporalState:
     noise: torch.Tensor | None = None  # the previous frame's starting noise
     noise_offset: torch.Tensor | None = None  # warped noise: each sample's sub-pixel lag, (H, W, 2)
     anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
+    stylised_source: np.ndarray | None = None  # the source of the last frame stylised (not skipped)
 
 
 @dataclass
@@ -82,6 +83,11 @@ class Stylizer:
         self.controls = [
             (net, config.control[index if len(config.control) > 1 else 0]) for index, net in enumerate(parts.controlnets)
         ]
+        # frames that don't depend on the previous output can go through the model together
+        self.batchable = not config.cross_frame_attn and not any(
+            value > 0 for name in ("blend", "flow_blend") for value in values_of(name, getattr(config, name))
+        )
+        self.unet = parts.unet
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
         self._step_takes_generator = "generator" in step_params
@@ -190,26 +196,26 @@ class Stylizer:
 
     def _frame_conditioning(
         self,
-        frame: np.ndarray,
+        frames: list[np.ndarray],
         prompt_embeds: torch.Tensor,
         pooled_embeds: torch.Tensor | None,
         do_cfg: bool,
         control_scales: tuple = (),
     ) -> FrameConditioning:
-        """The frame's text embeddings with what the UNet takes besides: SDXL's pooled text and its size
-        and crop numbers, and each ControlNet's control image, made from the source frame."""
+        """The frames' text embeddings with what the UNet takes besides: SDXL's pooled text and its size
+        and crop numbers, and each ControlNet's control images, made from the source frames."""
         device, dtype = self.parts.device, prompt_embeds.dtype
         added = None
         if pooled_embeds is not None:
-            height, width = frame.shape[:2]
+            height, width = frames[0].shape[:2]
             # original size, crop top-left, target size: the frame as it is, uncropped
             time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=dtype)
             time_ids = torch.cat([time_ids] * pooled_embeds.shape[0]).to(device)
             added = {"text_embeds": pooled_embeds.to(device), "time_ids": time_ids}
         images = []
         for net, kind in self.controls:
-            image = control_image(kind, frame, self.config.canny_low, self.config.canny_high)
-            tensor = torch.from_numpy(image).to(torch.float32).div(255.0).permute(2, 0, 1).unsqueeze(0)
+            controls = [control_image(kind, frame, self.config.canny_low, self.config.canny_high) for frame in frames]
+            tensor = torch.from_numpy(np.stack(controls)).to(torch.float32).div(255.0).permute(0, 3, 1, 2)
             tensor = tensor.to(device=device, dtype=net.dtype)
             # the unconditional and conditional halves of the CFG batch see the same control image
             images.append(torch.cat([tensor] * 2) if do_cfg else tensor)
@@ -234,60 +240,133 @@ class Stylizer:
             extras["mid_block_additional_residual"] = mid
         return extras
 
-    @torch.no_grad()
     def __call__(self, frame: np.ndarray, frame_index: int, state: TemporalState | None = None) -> FrameResult:
         """Stylise one RGB uint8 frame, given what the previous frames left in `state`."""
-        parts, config = self.parts, self.config
-        vae = parts.vae
-        state = state or TemporalState()
-        values = self.timeline.at(frame_index)
-        # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
-        do_cfg = values.guidance > 1 and self.time_cond_dim is None
-        prompt_embeds, pooled_embeds = self._conditioning(values, do_cfg)
-        timestep_cond = self._guidance_embedding(values.guidance) if self.time_cond_dim is not None else None
+        return self.batch([frame], frame_index, state)[0]
 
+    @torch.no_grad()
+    def batch(self, frames: list[np.ndarray], first_index: int, state: TemporalState | None = None) -> list[FrameResult]:
+        """Stylise consecutive frames (indices first_index, first_index + 1, ...) through the VAE and
+        UNet together; each comes out as it would alone. More than one frame needs `self.batchable`."""
+        if len(frames) > 1 and not self.batchable:
+            raise ValueError("these settings make each frame depend on the previous output: stylise one at a time")
+        state = state or TemporalState()
+
+        # 1. Per frame, in order: cuts, skips, the frame's settings, its generator and starting image
+        plans, previous = [], state
+        for offset, frame in enumerate(frames):
+            plan = self._plan(frame, first_index + offset, previous)
+            plans.append(plan)
+            # all a later frame of the batch reads: sources, for cuts, flow and skips
+            previous = TemporalState(source=frame, stylised_source=plan.state.stylised_source if plan.skip else frame)
+        work = [plan for plan in plans if not plan.skip]
+
+        # 2. The model work, in runs of frames that share a sampler schedule and a CFG batch shape
+        for group in _runs(work, key=lambda plan: (plan.values.strength, plan.do_cfg, plan.values.control_scales)):
+            self._denoise(group)
+
+        # 3. In order again: colours held to the shot's first frame, skipped frames, the state chain
+        results, previous = [], state
+        for plan in plans:
+            if plan.skip:  # the source barely changed since the last stylised frame: reuse its output
+                next_state = replace(previous, source=plan.frame)
+                results.append(FrameResult(image=previous.image, state=next_state, new_shot=False))
+                previous = next_state
+                continue
+            image = plan.image
+            anchor = image if plan.new_shot else previous.anchor
+            if self.config.color_match and not plan.new_shot:
+                image = match_colors(image, anchor)
+            next_state = TemporalState(
+                source=plan.frame, image=image, latents=plan.latents, noise=plan.noise,
+                noise_offset=plan.noise_offset, anchor=anchor, stylised_source=plan.frame,
+            )  # fmt: skip
+            results.append(FrameResult(image=image, state=next_state, new_shot=plan.new_shot))
+            previous = next_state
+        return results
+
+    def _plan(self, frame: np.ndarray, frame_index: int, state: TemporalState) -> "_FramePlan":
+        config = self.config
+        values = self.timeline.at(frame_index)
         # 1. A hard cut starts a new shot: nothing carries over it
         if state.source is not None and config.cuts and is_cut(state.source, frame, config.cut_threshold):
             state = TemporalState()
         new_shot = state.source is None
+        if (
+            not new_shot
+            and config.skip_similar > 0
+            and state.stylised_source is not None
+            and frame_change(frame, state.stylised_source) < config.skip_similar
+        ):
+            return _FramePlan(frame, frame_index, values, state, new_shot, skip=True)
         flow = trusted = None
         if not new_shot and (values.flow_blend > 0 or config.noise == "warped"):
             flow, trusted = backward_flow(state.source, frame)
-
-        # a fresh CPU generator per frame: the same seed gives the same noise on any device
-        generator = torch.Generator("cpu").manual_seed(noise_seed(values.seed, frame_index, config.noise))
-        timesteps = self._reset_timesteps(values.strength)
-
         # 2. The starting image: the frame, or the frame with the previous output warped onto it
         start = frame
         if flow is not None and values.flow_blend > 0:
             start = flow_blend(frame, warp(state.image, flow), trusted, values.flow_blend)
+        plan = _FramePlan(frame, frame_index, values, state, new_shot, start=start, flow=flow, trusted=trusted)
+        # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
+        plan.do_cfg = values.guidance > 1 and self.time_cond_dim is None
+        # a fresh CPU generator per frame: the same seed gives the same noise on any device
+        plan.generator = torch.Generator("cpu").manual_seed(noise_seed(values.seed, frame_index, config.noise))
+        return plan
 
-        # 3. Encode, then blend in the previous frame's latents (before noising)
-        sample = vae.encode(self._to_tensor(start)).latent_dist.sample(generator)
+    def _denoise(self, plans: list["_FramePlan"]) -> None:
+        """Encode, noise, denoise and decode frames that share a schedule; results go into the plans."""
+        parts, vae = self.parts, self.parts.vae
+        first = plans[0]
+        do_cfg, values = first.do_cfg, first.values
+        timesteps = self._reset_timesteps(values.strength)
+        generators = [plan.generator for plan in plans]
+
+        # 3. Encode (each frame's VAE sample drawn from its own generator), then blend in the previous latents
+        encoded = vae.encode(torch.cat([self._to_tensor(plan.start) for plan in plans]))
+        if hasattr(encoded, "latent_dist"):
+            sample = encoded.latent_dist.sample(generators)
+        else:  # a VAE without a distribution (AutoencoderTiny) returns its latents as they are
+            sample = encoded.latents
         latents = self._scale_latents(sample.to(parts.dtype))  # a cast only for an fp32 VAE (SDXL's, or after a NaN)
-        if state.latents is not None and values.blend > 0:
-            latents = blend_latents(state.latents, latents, values.blend)
+        if first.state.latents is not None and values.blend > 0:
+            latents = blend_latents(first.state.latents, latents, values.blend)
 
-        # 4. Noise to the strength's starting timestep
-        noise, noise_offset = self._noise(latents, generator, frame_index, values.seed, state, flow, trusted)
-        latents = self.scheduler.add_noise(latents, noise, timesteps[:1])
+        # 4. Noise to the strength's starting timestep; warped noise follows the frames in order
+        noises, chain = [], first.state
+        for plan, frame_latents in zip(plans, latents.split(1)):
+            if plan.new_shot:
+                chain = TemporalState()
+            plan.noise, plan.noise_offset = self._noise(
+                frame_latents, plan.generator, plan.index, plan.values.seed, chain, plan.flow, plan.trusted
+            )
+            noises.append(plan.noise)
+            chain = TemporalState(noise=plan.noise, noise_offset=plan.noise_offset)
+        latents = self.scheduler.add_noise(latents, torch.cat(noises), timesteps[:1])
 
-        # 5. Denoise
+        # 5. Denoise, each frame with its own conditioning and guidance
+        conditionings = [self._conditioning(plan.values, do_cfg) for plan in plans]
+        hidden, pooled = _cfg_batch(conditionings, do_cfg)
+        guidance = torch.tensor([plan.values.guidance for plan in plans], device=parts.device, dtype=latents.dtype)
+        guidance = guidance.view(-1, 1, 1, 1)
+        timestep_cond = None
+        if self.time_cond_dim is not None:
+            timestep_cond = torch.cat([self._guidance_embedding(plan.values.guidance) for plan in plans])
         step_kwargs = {}
         if self._step_takes_eta:
             step_kwargs["eta"] = 0.0
         if self._step_takes_generator:
-            step_kwargs["generator"] = generator
-        if self.memory is not None and new_shot:
+            step_kwargs["generator"] = generators
+        if self.memory is not None and first.new_shot:
             self.memory.reset()
-        conditioning = self._frame_conditioning(frame, prompt_embeds, pooled_embeds, do_cfg, values.control_scales)
+        conditioning = self._frame_conditioning(
+            [plan.frame for plan in plans], hidden, pooled, do_cfg, values.control_scales
+        )
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
-            noise_pred = parts.unet(
+            noise_pred = self.unet(
                 model_input,
                 t,
                 encoder_hidden_states=conditioning.prompt_embeds,
@@ -297,24 +376,16 @@ class Stylizer:
             )[0]
             if do_cfg:
                 uncond, text = noise_pred.chunk(2)
-                noise_pred = uncond + values.guidance * (text - uncond)
+                noise_pred = uncond + guidance * (text - uncond)
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if self.memory is not None:
-            self.memory.end_frame(new_shot)
+            self.memory.end_frame(first.new_shot)
 
-        # 6. Decode, and hold the colours to the shot's first frame
-        image = self._to_image(self._decode(latents, frame_index))
-        if config.color_match and not new_shot:
-            image = match_colors(image, state.anchor)
-        next_state = TemporalState(
-            source=frame,
-            image=image,
-            latents=latents,
-            noise=noise,
-            noise_offset=noise_offset,
-            anchor=image if new_shot else state.anchor,
-        )
-        return FrameResult(image=image, state=next_state, new_shot=new_shot)
+        # 6. Decode
+        decoded = self._decode(latents, first.index)
+        for index, plan in enumerate(plans):
+            plan.latents = latents[index : index + 1]
+            plan.image = self._to_image(decoded[index : index + 1])
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
         """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""
@@ -366,3 +437,49 @@ class Stylizer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class _FramePlan:
+    """One frame on its way through batch(): what the pre-pass decided, then what the model made."""
+
+    frame: np.ndarray
+    index: int
+    values: FrameValues
+    state: TemporalState  # the state before this frame (empty after a cut)
+    new_shot: bool
+    skip: bool = False
+    start: np.ndarray | None = None  # what is encoded: the frame, or it with the previous output flow-blended in
+    flow: np.ndarray | None = None
+    trusted: np.ndarray | None = None
+    do_cfg: bool = False
+    generator: torch.Generator | None = None
+    noise: torch.Tensor | None = None
+    noise_offset: torch.Tensor | None = None
+    latents: torch.Tensor | None = None
+    image: np.ndarray | None = None
+
+
+def _runs(items: list, key) -> list[list]:
+    """Consecutive items with equal keys, in order."""
+    runs: list[list] = []
+    for item in items:
+        if runs and key(runs[-1][-1]) == key(item):
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    return runs
+
+
+def _cfg_batch(conditionings: list, do_cfg: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-frame (hidden, pooled) pairs, each [negative, prompt] under CFG, as one batch ordered as
+    torch.cat([latents] * 2) is: every frame's negative, then every frame's prompt."""
+    if not do_cfg:
+        hidden = torch.cat([h for h, _ in conditionings])
+        pooled = None if conditionings[0][1] is None else torch.cat([p for _, p in conditionings])
+        return hidden, pooled
+    hidden = torch.cat([h[:1] for h, _ in conditionings] + [h[1:] for h, _ in conditionings])
+    pooled = None
+    if conditionings[0][1] is not None:
+        pooled = torch.cat([p[:1] for _, p in conditionings] + [p[1:] for _, p in conditionings])
+    return hidden, pooled
