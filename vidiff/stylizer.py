@@ -87,7 +87,12 @@ class Stylizer:
         self.batchable = not config.cross_frame_attn and not any(
             value > 0 for name in ("blend", "flow_blend") for value in values_of(name, getattr(config, name))
         )
-        self.unet = parts.unet
+        self.unet, self.vae_encode, self.vae_decode = parts.unet, parts.vae.encode, parts.vae.decode
+        if config.compile:
+            # compiled once per Stylizer; frames keep their shape, so a run recompiles only for a last,
+            # smaller batch (or when keyframed guidance switches CFG on or off)
+            self.unet = torch.compile(parts.unet)
+            self.vae_encode, self.vae_decode = torch.compile(parts.vae.encode), torch.compile(parts.vae.decode)
         step_params = set(inspect.signature(self.scheduler.step).parameters)
         self._step_takes_eta = "eta" in step_params
         self._step_takes_generator = "generator" in step_params
@@ -163,7 +168,7 @@ class Stylizer:
     def _decode(self, latents: torch.Tensor, frame_index: int) -> torch.Tensor:
         """Decode latents; a half-precision VAE that overflows to NaN/inf is upcast to fp32 and tried again."""
         vae = self.parts.vae
-        decoded = vae.decode(self._unscale_latents(latents.to(vae.dtype)), return_dict=False)[0]
+        decoded = self.vae_decode(self._unscale_latents(latents.to(vae.dtype)), return_dict=False)[0]
         if torch.isfinite(decoded).all():
             return decoded
         if vae.dtype != torch.float32:
@@ -315,14 +320,14 @@ class Stylizer:
 
     def _denoise(self, plans: list["_FramePlan"]) -> None:
         """Encode, noise, denoise and decode frames that share a schedule; results go into the plans."""
-        parts, vae = self.parts, self.parts.vae
+        parts = self.parts
         first = plans[0]
         do_cfg, values = first.do_cfg, first.values
         timesteps = self._reset_timesteps(values.strength)
         generators = [plan.generator for plan in plans]
 
         # 3. Encode (each frame's VAE sample drawn from its own generator), then blend in the previous latents
-        encoded = vae.encode(torch.cat([self._to_tensor(plan.start) for plan in plans]))
+        encoded = self.vae_encode(torch.cat([self._to_tensor(plan.start) for plan in plans]))
         if hasattr(encoded, "latent_dist"):
             sample = encoded.latent_dist.sample(generators)
         else:  # a VAE without a distribution (AutoencoderTiny) returns its latents as they are
