@@ -142,6 +142,10 @@ def _placed(parts: ModelParts, device: torch.device, dtype: torch.dtype) -> Mode
             module.to(dtype=wanted)
         module.eval()
         module.requires_grad_(False)
+    if device.type == "cuda":
+        # the layout cuDNN's convolutions run fastest in; the same numbers in another memory order
+        for module in (parts.unet, parts.vae, *parts.controlnets):
+            module.to(memory_format=torch.channels_last)
     parts.device, parts.dtype = device, dtype
     return parts
 
