@@ -59,6 +59,8 @@ CASES = {
     "per-frame-noise": dict(noise="per-frame"),
     "warped-noise-and-a-cut": dict(noise="warped", scheduler="euler"),
     "colour-match": dict(color_match=True),
+    "cross-frame attention, across batches and a cut": dict(cross_frame_attn=True),
+    "cross-frame attention without CFG": dict(cross_frame_attn=True, guidance=1.0, scheduler="euler-a"),
     "keyframes: strength, guidance, seed, mix and prompt": dict(
         strength="0:0.5, 3:0.75", guidance="0:3, 5:9", seed="0:1, 4:2", mix=("gold:0:0, 5:0.5",),
         prompt="0:a bronze statue | 5:a clay figure",
@@ -73,6 +75,7 @@ def test_a_batch_gives_the_frames_one_at_a_time_gives(tiny, settings):
     alone = one_at_a_time(tiny, config, frames)
     assert max_difference(batched(tiny, config, frames, 4), alone) <= 1
     assert max_difference(batched(tiny, config, frames, 6), alone) <= 1
+    assert max_difference(batched(tiny, config, frames, 3), alone) <= 1
     assert len({frame.tobytes() for frame in alone}) == len(alone)  # not trivially equal frames
 
 
@@ -96,12 +99,13 @@ def test_a_batch_runs_the_unet_once_per_step_for_all_its_frames(tiny):
 
 
 def test_frames_that_need_the_previous_output_refuse_to_batch(tiny):
-    for settings in (dict(blend=0.2), dict(flow_blend="0:0, 10:0.3"), dict(cross_frame_attn=True)):
+    for settings in (dict(blend=0.2), dict(flow_blend="0:0, 10:0.3")):
         with Stylizer(tiny, Config(prompt="x", steps=2, **settings)) as stylizer:
             assert not stylizer.batchable
             with pytest.raises(ValueError, match="one at a time"):
                 stylizer.batch(moving_frames(2), 0)
-    assert Stylizer(tiny, Config(prompt="x", noise="warped", color_match=True)).batchable
+    with Stylizer(tiny, Config(prompt="x", noise="warped", color_match=True, cross_frame_attn=True)) as stylizer:
+        assert stylizer.batchable
 
 
 def test_batches_start_at_fixed_frames_and_never_cross_a_segment():
@@ -137,8 +141,9 @@ def test_batch_size_changes_no_frame(clip, tmp_path):
     assert len(ones) == len(fives) == 12 and max_difference(ones, fives) <= 1
 
 
-def test_ctrl_c_mid_batch_resumes_at_the_batch_and_gives_the_uninterrupted_frames(clip, tmp_path, monkeypatch):
-    args = ["stylize", str(clip), str(tmp_path / "out.mp4"), *SMALL, "--batch-size", "4", "--noise", "warped"]
+@pytest.mark.parametrize("variant", [["--noise", "warped"], ["--cross-frame-attn", "--color-match"]])
+def test_ctrl_c_mid_batch_resumes_at_the_batch_and_gives_the_uninterrupted_frames(clip, tmp_path, monkeypatch, variant):
+    args = ["stylize", str(clip), str(tmp_path / "out.mp4"), *SMALL, "--batch-size", "4", *variant]
     reference = _frames_of([*args[:2], str(tmp_path / "ref.mp4"), *args[3:]], tmp_path / "ref")
     original = Stylizer.batch
 

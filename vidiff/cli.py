@@ -194,7 +194,7 @@ def cli() -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow .ckpt/.pt checkpoints (loading a pickle runs its code).")
 @click.option("--batch-size", type=int, default=None,
               help="Frames through the model at once (default: from the device and size). Only frames that "
-                   "don't depend on the previous output batch (not with --blend, --flow-blend, --cross-frame-attn).")
+                   "don't depend on the previous output batch (not with --blend or --flow-blend).")
 @click.option("--vae", default=DEFAULTS.vae, show_default=True,
               help="full (the model's own), tiny (TAESD: much faster, a little blurrier), or a hub id, folder "
                    "or .safetensors file of another VAE.")

@@ -135,8 +135,8 @@ class Config:
 
     # --- speed ---
     # Frames that go through the VAE and UNet together; None picks a size from the device and frame
-    # size. Only frames that don't depend on the previous output batch: with blend, flow_blend or
-    # cross_frame_attn on, frames run one at a time whatever this says. Same output either way.
+    # size. Only frames that don't depend on the previous output batch: with blend or flow_blend on,
+    # frames run one at a time whatever this says. Same output either way.
     batch_size: int | None = None
     # Reuse the previous output when a source frame differs from the last stylised one by less than
     # this many 8-bit levels on average (0 = off). Saves the model work on still shots; a trade of

@@ -152,7 +152,7 @@ def _batch_size(config: Config, stylizer: Stylizer, size: tuple[int, int], parts
     if not stylizer.batchable:
         if config.batch_size and config.batch_size > 1:
             log.warning(
-                "note: with --blend, --flow-blend or --cross-frame-attn each frame needs the previous output: "
+                "note: with --blend or --flow-blend each frame needs the previous output: "
                 "frames run one at a time, whatever --batch-size says"
             )
         return 1

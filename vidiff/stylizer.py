@@ -84,7 +84,7 @@ class Stylizer:
             (net, config.control[index if len(config.control) > 1 else 0]) for index, net in enumerate(parts.controlnets)
         ]
         # frames that don't depend on the previous output can go through the model together
-        self.batchable = not config.cross_frame_attn and not any(
+        self.batchable = not any(
             value > 0 for name in ("blend", "flow_blend") for value in values_of(name, getattr(config, name))
         )
         self.unet, self.vae_encode, self.vae_decode = parts.unet, parts.vae.encode, parts.vae.decode
@@ -267,7 +267,12 @@ class Stylizer:
         work = [plan for plan in plans if not plan.skip]
 
         # 2. The model work, in runs of frames that share a sampler schedule and a CFG batch shape
-        for group in _runs(work, key=lambda plan: (plan.values.strength, plan.do_cfg, plan.values.control_scales)):
+        # (a cut starts a new run where cross-frame attention must start its memory afresh)
+        for group in _runs(
+            work,
+            key=lambda plan: (plan.values.strength, plan.do_cfg, plan.values.control_scales),
+            starts=lambda plan: self.memory is not None and plan.new_shot,
+        ):
             self._denoise(group)
 
         # 3. In order again: colours held to the shot's first frame, skipped frames, the state chain
@@ -361,8 +366,8 @@ class Stylizer:
             step_kwargs["eta"] = 0.0
         if self._step_takes_generator:
             step_kwargs["generator"] = generators
-        if self.memory is not None and first.new_shot:
-            self.memory.reset()
+        if self.memory is not None:
+            self.memory.start_batch(len(plans), first.new_shot)
         conditioning = self._frame_conditioning(
             [plan.frame for plan in plans], hidden, pooled, do_cfg, values.control_scales
         )
@@ -384,7 +389,7 @@ class Stylizer:
                 noise_pred = uncond + guidance * (text - uncond)
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if self.memory is not None:
-            self.memory.end_frame(first.new_shot)
+            self.memory.end_batch()
 
         # 6. Decode
         decoded = self._decode(latents, first.index)
@@ -465,11 +470,11 @@ class _FramePlan:
     image: np.ndarray | None = None
 
 
-def _runs(items: list, key) -> list[list]:
-    """Consecutive items with equal keys, in order."""
+def _runs(items: list, key, starts=lambda item: False) -> list[list]:
+    """Consecutive items with equal keys, in order; an item for which `starts` is true begins a new run."""
     runs: list[list] = []
     for item in items:
-        if runs and key(runs[-1][-1]) == key(item):
+        if runs and key(runs[-1][-1]) == key(item) and not starts(item):
             runs[-1].append(item)
         else:
             runs.append([item])
