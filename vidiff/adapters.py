@@ -146,21 +146,13 @@ def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dty
     nets = []
     for spec in specs:
         source, _scale = split_weighted(spec)
-        file = _local_file(source, "--controlnet")
-        try:
-            if file is not None:
-                refuse_pickle(file, "--controlnet", allow_pickle)
-                net = ControlNetModel.from_single_file(str(file), torch_dtype=dtype)
-            else:
-                path = Path(source).expanduser()
-                net = ControlNetModel.from_pretrained(str(path) if path.is_dir() else source, torch_dtype=dtype)
-        except VidiffError:
-            raise
-        except Exception as err:  # diffusers and the hub raise many kinds: each becomes one line
-            raise VidiffError(
-                f"--controlnet {source}: could not load it ({_first_line(err)}); give a diffusers ControlNet folder, "
-                "a hub id in the local cache, or a single file whose config is in the hub cache"
-            ) from None
+        net = _load(
+            "--controlnet", source, allow_pickle,
+            lambda file: ControlNetModel.from_single_file(file, torch_dtype=dtype),
+            lambda where: ControlNetModel.from_pretrained(where, torch_dtype=dtype),
+            "give a diffusers ControlNet folder, a hub id in the local cache, or a single file whose config is in "
+            "the hub cache",
+        )  # fmt: skip
         wanted = parts.unet.config.cross_attention_dim
         if net.config.cross_attention_dim != wanted or (parts.kind == "sdxl") != (
             net.config.addition_embed_type == "text_time"
@@ -175,6 +167,21 @@ def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dty
     return nets
 
 
+def _load(option: str, source: str, allow_pickle: bool, from_file, from_folder_or_id, advice: str):
+    """Load a component from a single file or from a folder or hub id; every failure is one line."""
+    file = _local_file(source, option)
+    try:
+        if file is not None:
+            refuse_pickle(file, option, allow_pickle)
+            return from_file(str(file))
+        path = Path(source).expanduser()
+        return from_folder_or_id(str(path) if path.is_dir() else source)
+    except VidiffError:
+        raise
+    except Exception as err:  # diffusers and the hub raise many kinds: each becomes one line
+        raise VidiffError(f"{option} {source}: could not load it ({_first_line(err)}); {advice}") from None
+
+
 # TAESD, the tiny autoencoder distilled from each kind's VAE (madebyollin's), for --vae tiny
 TINY_VAES = {"sd1": "madebyollin/taesd", "sd2": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
 
@@ -187,25 +194,18 @@ def load_vae(parts: ModelParts, spec: str, dtype: torch.dtype, allow_pickle: boo
     if spec == "full":
         return
     source = TINY_VAES[parts.kind] if spec == "tiny" else spec
-    file = _local_file(source, "--vae")
-    try:
-        if file is not None:
-            refuse_pickle(file, "--vae", allow_pickle)
-            vae = AutoencoderKL.from_single_file(str(file), torch_dtype=dtype)
-        else:
-            path = Path(source).expanduser()
-            where = str(path) if path.is_dir() else source
-            tiny = "taesd" in source.lower()
-            if path.is_dir() and (path / "config.json").is_file():
-                tiny = json.loads((path / "config.json").read_text()).get("_class_name") == "AutoencoderTiny"
-            vae = (AutoencoderTiny if tiny else AutoencoderKL).from_pretrained(where, torch_dtype=dtype)
-    except VidiffError:
-        raise
-    except Exception as err:  # diffusers and the hub raise many kinds: each becomes one line
-        raise VidiffError(
-            f"--vae {spec}: could not load {source!r}: {_first_line(err)}; give 'full', 'tiny', a hub id, "
-            "a diffusers VAE folder or a .safetensors file"
-        ) from None
+
+    def from_folder_or_id(where: str):
+        tiny = "taesd" in source.lower()
+        config = Path(where) / "config.json"
+        if config.is_file():
+            tiny = json.loads(config.read_text()).get("_class_name") == "AutoencoderTiny"
+        return (AutoencoderTiny if tiny else AutoencoderKL).from_pretrained(where, torch_dtype=dtype)
+
+    vae = _load(
+        "--vae", source, allow_pickle, lambda file: AutoencoderKL.from_single_file(file, torch_dtype=dtype),
+        from_folder_or_id, "give 'full', 'tiny', a hub id, a diffusers VAE folder or a .safetensors file",
+    )  # fmt: skip
     if vae.config.latent_channels != parts.vae.config.latent_channels:
         raise VidiffError(
             f"--vae {spec}: it has {vae.config.latent_channels} latent channels, the model's VAE "
