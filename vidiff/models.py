@@ -296,7 +296,23 @@ def _load_single_file(
                 f"(such as {DEFAULT_CONFIGS[kind]}), or run once online so that the hub cache holds its config"
             ) from None
         raise VidiffError(f"could not load model file {model} with --model-config {model_config}: {_first_line(err)}") from None
+    _refuse_missing_tensors(pipe, model)
     return _parts_of(pipe, model)
+
+
+def _refuse_missing_tensors(pipe, model: str) -> None:
+    """diffusers leaves a text encoder's tensors that the file lacks unloaded (on the meta device) and
+    returns; moving it to the device would then fail with a traceback. Say which part is incomplete."""
+    for name in ("text_encoder", "text_encoder_2", "unet", "vae"):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
+        missing = [key for key, tensor in module.state_dict().items() if tensor.is_meta]
+        if missing:
+            raise VidiffError(
+                f"model file {model} lacks {len(missing)} tensor(s) of its {name} (such as {missing[0]}): "
+                "the file is incomplete, or that part is not the kind its config describes"
+            )
 
 
 def checkpoint_shapes(path: Path, what: str) -> dict[str, tuple[int, ...]]:
