@@ -25,6 +25,7 @@ device, size and settings replaces its earlier line); the table in RESULTS.md is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -202,10 +203,9 @@ def vidiff_config(args, size: tuple[int, int], **overrides) -> vidiff.Config:
 
 
 def vidiff_options(args) -> dict:
-    """The fast-path options given on the command line, as Config fields (only those Config has)."""
-    fields = vidiff.Config.__dataclass_fields__
-    wanted = {"batch_size": args.batch_size, "vae": args.vae, "compile": args.compile}
-    return {name: value for name, value in wanted.items() if name in fields and value is not None}
+    """The fast-path options given on the command line, as Config fields."""
+    wanted = {"batch_size": args.batch_size, "vae": args.vae_path or args.vae, "compile": args.compile}
+    return {name: value for name, value in wanted.items() if value is not None}
 
 
 def flops_per_frame(parts: ModelParts, config: vidiff.Config, frame: np.ndarray) -> float:
@@ -255,6 +255,9 @@ def table(runs: list[dict]) -> str:
     def cell(value, digits=2, suffix="") -> str:
         return "–" if value is None else f"{value:.{digits}f}{suffix}"
 
+    def fps(value) -> str:
+        return "–" if value is None else f"{value:.3g}"
+
     lines = [
         "<!-- throughput:begin -->",
         "## Throughput: naive diffusers loop against vidiff (`benchmarks/throughput.py`)",
@@ -271,7 +274,7 @@ def table(runs: list[dict]) -> str:
         gpu = "–" if r["vidiff_peak_gpu_mb"] is None else f"{cell(r['naive_peak_gpu_mb'], 0)} / {r['vidiff_peak_gpu_mb']:.0f}"
         lines.append(
             f"| {r['model']} {r['dtype']} | {r['device']} | {r['size']} | {r['frames']} | {r['settings']} "
-            f"| {cell(r['naive_fps'])} | {cell(r['vidiff_fps'])} | {cell(r['ratio'], 2, '×')} "
+            f"| {fps(r['naive_fps'])} | {fps(r['vidiff_fps'])} | {cell(r['ratio'], 2, '×')} "
             f"| {'–' if r['max_pixel_diff'] is None else r['max_pixel_diff']} "
             f"| {cell(r['naive_peak_rss_mb'], 0)} / {r['vidiff_peak_rss_mb']:.0f} | {gpu} "
             f"| {r['flops_per_frame'] / 1e9:.1f} | {100 * r['mfu']:.2f}% | {r['peak_source']} |"
@@ -297,11 +300,11 @@ def memory_child(frames: int, size: tuple[int, int]) -> float:
 def memory_section(lengths: list[int], size: tuple[int, int]) -> tuple[str, list[dict]]:
     rows = []
     for frames in lengths:
-        began = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(frames), "--size", f"{size[0]}x{size[1]}"],
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(frames), "--size", f"{size[0]}x{size[1]}",
+                              *(["--threads", str(torch.get_num_threads())])],
                              check=True, capture_output=True, text=True)  # fmt: skip
         peak = float(out.stdout.strip().splitlines()[-1])
-        rows.append({"frames": frames, "peak_rss_mb": peak, "seconds": time.perf_counter() - began})
+        rows.append({"frames": frames, "peak_rss_mb": peak})
         print(json.dumps({"memory": rows[-1]}), flush=True)
     first, last = rows[0]["peak_rss_mb"], rows[-1]["peak_rss_mb"]
     lines = [
@@ -311,9 +314,9 @@ def memory_section(lengths: list[int], size: tuple[int, int]) -> tuple[str, list
         f"Peak RSS of a whole `vidiff.stylize_video` process (tiny model, {size[0]}x{size[1]}, 2 steps, CPU), "
         "each length in a fresh process.",
         "",
-        "| frames | peak RSS (MB) | wall time (s) |",
-        "|---|---|---|",
-        *[f"| {r['frames']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.0f} |" for r in rows],
+        "| frames | peak RSS (MB) |",
+        "|---|---|",
+        *[f"| {r['frames']} | {r['peak_rss_mb']:.0f} |" for r in rows],
         "",
         f"{rows[-1]['frames']} frames against {rows[0]['frames']}: {100 * (last - first) / first:+.1f}% "
         f"(target: within ±10%). {machine(torch.device('cpu'))}; revision {revision()}; "
@@ -353,10 +356,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only; leave RESULTS.md alone")
     parser.add_argument("--memory", action="store_true", help="measure peak RSS at 100 and 1,000 frames instead")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rewrite-table", action="store_true", help="rewrite RESULTS.md's table from throughput.jsonl")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    if args.rewrite_table:
+        write_section(RESULTS, table(load_runs()), "throughput")
+        return 0
     if args.memory_child is not None:
         print(memory_child(args.memory_child, args.size or (128, 96)))
         return 0
@@ -369,19 +376,30 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     size = args.size or ((512, 512) if device.type == "cuda" else (256, 256))
-    parts = architectures.build(args.model)
-    for module in (parts.vae, parts.text_encoder, parts.unet):
-        module.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    parts.device, parts.dtype = device, dtype
-
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
+        args.vae_path = None
+        if args.vae == "tiny":  # TAESD's architecture, random weights: nothing to download
+            args.vae_path = str(scratch / "taesd")
+            architectures.tiny_vae().save_pretrained(args.vae_path)
+        parts = architectures.build(args.model)
+        for module in (parts.vae, parts.text_encoder, parts.unet):
+            module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        parts.device, parts.dtype = device, dtype
+        vidiff_parts = parts
+        if args.vae_path:  # vidiff with the tiny VAE; the naive loop keeps the full one
+            from vidiff.adapters import load_vae
+
+            vidiff_parts = dataclasses.replace(parts)
+            load_vae(vidiff_parts, args.vae_path, dtype)
+            vidiff_parts.vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+            vidiff_parts.vae_source = args.vae_path
         source = make_clip(scratch / "source.mp4", size, args.frames)
         config = vidiff_config(args, size)
         first = cv2.cvtColor(cv2.VideoCapture(str(source)).read()[1], cv2.COLOR_BGR2RGB)
 
         # untimed: FLOPs per frame, warm-ups, and the outputs compared
-        flops = flops_per_frame(parts, config, first)
+        flops = flops_per_frame(vidiff_parts, config, first)
         naive_fps = naive_rss = naive_gpu = max_diff = None
         if not args.skip_naive:
             pipe = naive_pipeline(parts, args.scheduler)
@@ -391,20 +409,21 @@ def main(argv: list[str] | None = None) -> int:
                 count, kept = run_naive(pipe, source, scratch / "naive.mp4", args, keep=args.compare)
                 naive_seconds = time.perf_counter() - began
             naive_fps, naive_rss, naive_gpu = count / naive_seconds, naive_peaks.rss_mb, naive_peaks.gpu_mb
-        vidiff.stylize_video(source, scratch / "warm.mp4", config, parts=parts, max_frames=1)
+        vidiff.stylize_video(source, scratch / "warm.mp4", config, parts=vidiff_parts, max_frames=1)
         with Peaks(device) as vidiff_peaks:
-            result = vidiff.stylize_video(source, scratch / "vidiff.mp4", config, parts=parts)
+            result = vidiff.stylize_video(source, scratch / "vidiff.mp4", config, parts=vidiff_parts)
         vidiff_fps = result.frames / result.seconds
         if not args.skip_naive:
             frames_dir = scratch / "frames"
-            vidiff.stylize_video(source, scratch / "check.mp4", config, parts=parts, max_frames=len(kept),
+            vidiff.stylize_video(source, scratch / "check.mp4", config, parts=vidiff_parts, max_frames=len(kept),
                                  save_frames=str(frames_dir))  # fmt: skip
             ours = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(frames_dir.glob("*.png"))]
             max_diff = int(max(np.abs(a.astype(int) - b.astype(int)).max() for a, b in zip(ours, kept)))
 
     peak, peak_source = device_peak(device, dtype)
+    shown = {**vidiff_options(args), **({"vae": "tiny"} if args.vae_path else {})}
     settings = (f"{args.scheduler} {args.steps} steps × strength {args.strength}, guidance {args.guidance}"
-                + "".join(f", {k}={v}" for k, v in vidiff_options(args).items()))  # fmt: skip
+                + "".join(f", {k}={v}" for k, v in shown.items()))  # fmt: skip
     record = Result(
         model=args.model, device=device.type if device.type != "cuda" else torch.cuda.get_device_name(device),
         dtype=str(dtype).removeprefix("torch."), size=f"{size[0]}x{size[1]}", frames=args.frames, settings=settings,
