@@ -73,9 +73,11 @@ def test_a_batch_gives_the_frames_one_at_a_time_gives(tiny, settings):
     frames = moving_frames(6, cut_at=4)
     config = Config(**{"prompt": "a bronze statue", "steps": 8, "strength": 0.5, "seed": 5, **settings}).validate()
     alone = one_at_a_time(tiny, config, frames)
-    assert max_difference(batched(tiny, config, frames, 4), alone) <= 1
-    assert max_difference(batched(tiny, config, frames, 6), alone) <= 1
-    assert max_difference(batched(tiny, config, frames, 3), alone) <= 1
+    # colour matching stretches each LAB channel by a spread ratio that can exceed 1, so the model's
+    # one-level rounding difference can come out as two
+    tolerance = 2 if config.color_match else 1
+    for size in (4, 6, 3):
+        assert max_difference(batched(tiny, config, frames, size), alone) <= tolerance
     assert len({frame.tobytes() for frame in alone}) == len(alone)  # not trivially equal frames
 
 
