@@ -246,3 +246,20 @@ def test_a_vae_for_another_kind_of_model_is_refused(clip, tmp_path):
                                       "--vae", str(tmp_path / "vae16")])  # fmt: skip
     assert result.exit_code == 2 and "16 latent channels" in result.stderr and "another kind" in result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_the_state_keeps_what_skip_similar_compares_with_across_a_resume(tiny):
+    still = [moving_frames(1)[0]] * 3
+    config = Config(prompt="x", steps=4, strength=0.5, skip_similar=3.0).validate()
+    with Stylizer(tiny, config) as stylizer:
+        first = stylizer(still[0], 0)
+        saved = stylizer.export_state(first.state)
+    with Stylizer(tiny, config) as resumed:  # a new run, from the saved state
+        state = resumed.import_state(saved)
+        for name in ("source", "image", "anchor", "stylised_source"):
+            assert np.array_equal(getattr(state, name), getattr(first.state, name)), name
+        calls = []
+        original = resumed._denoise
+        resumed._denoise = lambda plans: calls.append(len(plans)) or original(plans)
+        again = resumed(still[1], 1, state)
+    assert calls == [] and np.array_equal(again.image, first.image)  # skipped, as without the stop

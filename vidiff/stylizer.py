@@ -423,6 +423,7 @@ class Stylizer:
             noise=data["noise"].to(device) if "noise" in data else None,
             noise_offset=data.get("noise_offset"),
             anchor=data["anchor"].numpy() if "anchor" in data else None,
+            stylised_source=data["stylised_source"].numpy() if "stylised_source" in data else None,
         )
         if self.memory is not None:
             self.memory.reset()
