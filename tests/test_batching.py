@@ -161,6 +161,10 @@ def test_ctrl_c_mid_batch_resumes_at_the_batch_and_gives_the_uninterrupted_frame
     monkeypatch.setattr(Stylizer, "batch", original)
     resumed = CliRunner().invoke(cli, [*args, "--save-frames", str(tmp_path / "out")])
     assert resumed.exit_code == 0 and "resuming at frame 8 of" in resumed.stderr
+    import cv2
+
+    frames = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted((tmp_path / "out").glob("*.png"))]
+    assert len(frames) == len(reference) == 12 and all(np.array_equal(a, b) for a, b in zip(frames, reference))
     ours = read_frames(tmp_path / "out.mp4")
     assert len(ours) == 12 and all(np.array_equal(a, b) for a, b in zip(ours, read_frames(tmp_path / "ref.mp4")))
 
