@@ -1,18 +1,20 @@
 """Temporal-consistency benchmark: each anti-flicker mode on synthetic clips with known motion.
 
-    python benchmarks/temporal.py [--frames N] [--size WxH] [--out benchmarks/RESULTS.md] [--extras]
+    python benchmarks/temporal.py [--frames N] [--size WxH] [--out benchmarks/RESULTS.md] [--extras] [--model M]
 
-In one process: draw the clips (benchmarks/clips.py), build the model once (the tiny random one
-unless --model names another), stylise every clip
-in every mode with vidiff.stylize_video, score each result against its source with
+In one process: draw the clips (benchmarks/clips.py), load the model once, stylise every clip in
+every mode with vidiff.stylize_video, score each result against its source with
 vidiff.score.score_video, print one JSON line per (clip, mode) run, and write the tables into the
 section of OUT between the markers below (the rest of OUT is kept as it is).
 
+The model is benchmarks/tiny-trained unless --model names another: the tiny architecture trained
+offline on CPU by benchmarks/train_tiny.py (about 10 minutes; this script trains it first if the folder
+is missing), so that it reproduces its input and restyles it ("a wooden carving") with detail that
+depends on the noise, as a real model does. `--model tiny` is the random tiny model, whose output is
+its noise; on a GPU machine with weights at hand,
+`--model stable-diffusion-v1-5/stable-diffusion-v1-5 --size 512x384` runs the same benchmark on a real one.
+
 A benchmark, not a test: nothing here fails when a target is missed; the tables say so.
-The tiny model is randomly initialised, so with it this measures how the temporal machinery behaves
-around a model that does not reproduce its input, not how a real model's output looks; on a GPU
-machine with weights at hand, `--model stable-diffusion-v1-5/stable-diffusion-v1-5 --size 512x384`
-runs the same benchmark on a real one.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,18 +45,22 @@ import torch  # noqa: E402
 
 import vidiff  # noqa: E402
 from clips import CLIPS, OBJECT_STEP, PAN_STEP, ZOOM_END, clip_frames, pan_frames, write_frames  # noqa: E402
+from report import machine, revision, write_section  # noqa: E402
+from train_tiny import DEFAULT_OUT as TRAINED  # noqa: E402
 from vidiff.models import TINY  # noqa: E402
-from vidiff.score import score_video  # noqa: E402
+from vidiff.motion import backward_flow, is_cut  # noqa: E402
+from vidiff.score import pair_errors, score_video  # noqa: E402
 from vidiff.stylizer import Stylizer  # noqa: E402
 
 BEGIN, END = "<!-- temporal:begin -->", "<!-- temporal:end -->"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
+ROOT = Path(__file__).resolve().parent.parent
 
 # the settings every run shares; the modes change only the temporal fields
 BASE = dict(
     prompt="a wooden carving, hand-carved from walnut, visible wood grain",
     negative_prompt="photo, blurry, low quality",
-    model="tiny",
+    model="benchmarks/tiny-trained",
     strength=0.55,
     steps=10,
     guidance=7.5,
@@ -64,7 +69,7 @@ BASE = dict(
     crf=4,  # nearly lossless, so the codec neither adds flicker nor smooths it away
     overwrite=True,
 )
-BLEND, FLOW_BLEND = 0.2, 0.4  # the README's example blend; the presets' flow_blend
+BLEND, FLOW_BLEND = 0.2, 0.4  # the README's example blend; the flow_blend the presets had when the table was measured (now 0.6, from the --extras sweep)
 # every temporal technique off; a mode turns on what it names
 OFF = dict(noise="fixed", blend=0.0, flow_blend=0.0, color_match=False, cross_frame_attn=False)
 
@@ -113,6 +118,10 @@ def jobs(extras: bool, modes: list[str]) -> list[Job]:
             plan.append(Job("strength", f"{mode} @ strength {strength}", {**MODES[mode], "strength": strength}))
     for weight in (0.0, 0.2, 0.4, 0.6, 0.8):
         plan.append(Job("flow_blend", f"everything on, flow_blend {weight}", {**full, "flow_blend": weight}))
+    # what the presets ship (fixed noise, colour match, no cross-frame attention) at each weight
+    for weight in (0.2, 0.4, 0.6, 0.8):
+        plan.append(Job("flow_blend", f"fixed noise + colour match, flow_blend {weight}",
+                        dict(noise="fixed", color_match=True, flow_blend=weight)))  # fmt: skip
     for weight in (0.0, 0.2, 0.4):
         plan.append(Job("blend", f"everything on, blend {weight}", {**full, "blend": weight}))
     for name, change in (
@@ -202,6 +211,30 @@ class Bench:
         return run
 
 
+def load_model(model: str | None, device: str):
+    """The model parts; None is benchmarks/tiny-trained, trained here first if it is missing."""
+    if model is not None:
+        return vidiff.load_parts(model, device)
+    if not (TRAINED / "model_index.json").is_file():
+        import train_tiny
+
+        print(f"{TRAINED} is missing: training it (benchmarks/train_tiny.py, about 10 minutes on one CPU thread)",
+              file=sys.stderr, flush=True)  # fmt: skip
+        train_tiny.train(TRAINED, log=lambda text: print(text, file=sys.stderr, flush=True))
+    parts = vidiff.load_parts(str(TRAINED), device)
+    parts.name = os.path.relpath(TRAINED, ROOT)  # as the tables name it, wherever the script is run from
+    return parts
+
+
+def describe(name: str) -> str:
+    """What the tables say about the model."""
+    if name == TINY:
+        return " (random weights, so no real style: its output is its noise)"
+    if Path(ROOT / name).resolve() == TRAINED.resolve():
+        return " (the tiny architecture trained offline on synthetic pictures by benchmarks/train_tiny.py; see the README)"
+    return ""
+
+
 def model_check(parts, size: tuple[int, int]) -> dict:
     """How much of the model's output comes from the source, and how much from the noise (fixed noise, BASE).
 
@@ -224,6 +257,27 @@ def model_check(parts, size: tuple[int, int]) -> dict:
     }
 
 
+@torch.no_grad()
+def vae_floor(parts, frames: list[np.ndarray]) -> dict:
+    """Each frame through the VAE and back alone (latent mean; no noise, no UNet), in memory: the
+    warp error of that round trip is a floor no noise mode can go below, and its change from the
+    source is how much of every mode's change is the VAE's."""
+    vae, trips = parts.vae, []
+    for frame in frames:
+        x = torch.from_numpy(frame).to(torch.float32).div(127.5).sub(1).permute(2, 0, 1)[None]
+        x = x.to(parts.device, vae.dtype)
+        decoded = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        trips.append(((decoded[0].permute(1, 2, 0).float().cpu() + 1) * 127.5).round().byte().numpy())
+    errors = []
+    for prev, cur, prev_trip, cur_trip in zip(frames, frames[1:], trips, trips[1:]):
+        if is_cut(prev, cur):
+            continue
+        flow, trusted = backward_flow(prev, cur)
+        errors.append(pair_errors(prev_trip, cur_trip, flow, trusted).warp_error)
+    change = float(np.mean([np.abs(t.astype(np.float32) - f).mean() for t, f in zip(trips, frames)]))
+    return {"warp_error": float(np.mean(errors)), "change_from_source": change}
+
+
 # --- the report ---
 
 
@@ -240,37 +294,6 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 def mean(values: list[float | None]) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
-
-
-def revision() -> str:
-    """The commit the benchmark ran on, and whether vidiff/ had changes not yet committed."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "vidiff"], cwd=root, capture_output=True, text=True)
-    except OSError:
-        return "unknown (no git)"
-    if commit.returncode != 0:
-        return "unknown (not a git checkout)"
-    return commit.stdout.strip() + (" with uncommitted changes in vidiff/" if dirty.stdout.strip() else "")
-
-
-def machine(device: torch.device) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = torch.get_num_threads()
-    where = f"on the CPU, {threads} thread{'s' * (threads != 1)}"
-    if device.type == "cuda":
-        where = f"on {torch.cuda.get_device_name(device)}"
-    elif device.type != "cpu":
-        where = f"on {device.type}"
-    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__} {where}"
 
 
 METRICS = ("warp_error", "warp_mse", "flicker", "change_from_source")
@@ -296,7 +319,7 @@ def times(base: float | None, value: float | None) -> str:
 METRIC_HEADER = "warp error ↓ | warp MSE ↓ | flicker ↓ | change from source"
 
 
-def per_clip_table(runs: list[Run], clips: list[str], modes: list[str]) -> list[str]:
+def per_clip_table(runs: list[Run], clips: list[str], modes: list[str], floors: dict) -> list[str]:
     by_key = {(r.clip, r.mode): r for r in runs}
     lines = [f"| clip | mode | {METRIC_HEADER} | stylise s |", "|---|---|---:|---:|---:|---:|---:|"]
     for clip in clips:
@@ -309,6 +332,11 @@ def per_clip_table(runs: list[Run], clips: list[str], modes: list[str]) -> list[
             f"{number(first.trusted_fraction and 100 * first.trusted_fraction, 0)}%{cuts}) | "
             f"{number(first.source_warp_error, 3)} | | | | |"
         )
+        if clip in floors:
+            lines.append(
+                f"| {clip} | *the VAE round trip alone, no noise: the model's floor* (in memory) | "
+                f"{floors[clip]['warp_error']:.3f} | | | {floors[clip]['change_from_source']:.2f} | |"
+            )
         for mode in modes:
             run = by_key.get((clip, mode))
             if run is not None:
@@ -361,7 +389,7 @@ EXTRA_TITLES = {
         f"Strength: the main modes at 0.3, 0.4 and 0.7 (the tables above are at {BASE['strength']}; with "
         f"{BASE['steps']} steps that is int(steps × strength) = 3, 4, 7 and {int(BASE['steps'] * BASE['strength'])} denoising steps)"
     ),
-    "flow_blend": f"flow_blend weight, everything else on (the tables above use {FLOW_BLEND})",
+    "flow_blend": f"flow_blend weight, with everything else on or on fixed noise with colour match (the tables above use {FLOW_BLEND})",
     "blend": "Latent blend on top of everything on",
     "ablation": "Everything on, less one technique",
     "single": "Techniques alone and in pairs, on fixed or warped noise",
@@ -408,7 +436,19 @@ def extras_tables(runs: list[Run], clips: list[str], speeds: list[Run]) -> list[
     return lines
 
 
-def section(runs, speeds, args, clips, modes, command, seconds, check, parts) -> str:
+def floor_line(floors: dict, clips: list[str]) -> list[str]:
+    chosen = [floors[clip] for clip in clips if clip in floors]
+    if not chosen:
+        return []
+    return [
+        f"The VAE round trip alone (each frame encoded and decoded, no noise and no UNet; in memory), mean of "
+        f"the clips: warp error {mean([f['warp_error'] for f in chosen]):.3f}, change from source "
+        f"{mean([f['change_from_source'] for f in chosen]):.2f}. No mode can go much below that warp error.",
+        "",
+    ]
+
+
+def section(runs, speeds, args, clips, modes, command, seconds, check, floors, parts) -> str:
     main = [r for r in runs if r.group == "modes"]
     width, height = args.size
     target_lines, _ = targets(main, clips)
@@ -429,7 +469,7 @@ def section(runs, speeds, args, clips, modes, command, seconds, check, parts) ->
         f"object: a textured disc crossing a still textured background at {OBJECT_STEP} px/frame; "
         f"cut: a pan, then a hard cut at frame {args.frames // 2} to another picture.",
         f"- **Settings:** model `{parts.name}`"
-        + (" (random weights, so no real style)" if parts.name == TINY else "")
+        + describe(parts.name)
         + f", {str(parts.dtype).removeprefix('torch.')}, {shared}, so "
         f"{int(BASE['steps'] * BASE['strength'])} denoising steps per frame; prompt {BASE['prompt']!r}, "
         f"negative {BASE['negative_prompt']!r}; output crf {BASE['crf']}; blend {BLEND} and flow_blend "
@@ -449,9 +489,10 @@ def section(runs, speeds, args, clips, modes, command, seconds, check, parts) ->
         "",
         *mean_table(main, clips, modes),
         "",
+        *floor_line(floors, clips),
         "### Per clip",
         "",
-        *per_clip_table(main, clips, modes),
+        *per_clip_table(main, clips, modes, floors),
         "",
         "### How much of the model's output comes from its source",
         "",
@@ -474,17 +515,6 @@ def fmt(settings: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in settings.items())
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the section between the markers in `path` (or add it), keeping the rest of the file."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    new = pattern.sub(lambda _: text, old, count=1) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(new)
-    os.replace(temp, path)
-
-
 # --- the command ---
 
 
@@ -493,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=10, help="frames per clip (default 10)")
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="WIDTHxHEIGHT (default 256x192)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to update (default benchmarks/RESULTS.md)")
-    parser.add_argument("--model", default=TINY,
-                        help="the model, as vidiff's --model takes it (default tiny: random, offline)")
+    parser.add_argument("--model", default=None,
+                        help="the model, as vidiff's --model takes it (default benchmarks/tiny-trained, trained first "
+                        "by benchmarks/train_tiny.py if it is missing; 'tiny' is the random tiny model)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
     parser.add_argument("--clips", nargs="+", choices=CLIPS, default=list(CLIPS), help="which clips (default all)")
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES), metavar="MODE",
@@ -515,19 +546,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     began = time.perf_counter()
-    parts = vidiff.load_parts(args.model, args.device)
+    parts = load_model(args.model, args.device)
 
     check = model_check(parts, args.size)
     print(json.dumps({"model_check": check}), flush=True)
     runs: list[Run] = []
     speeds: list[Run] = []
+    floors: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="vidiff-temporal-") as temporary:
         scratch = args.keep or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
         bench = Bench(parts, args.size, scratch, keep=args.keep is not None)
         plan = jobs(args.extras, args.modes)
         for clip in args.clips:
-            source = write_frames(scratch / f"{clip}.mp4", clip_frames(clip, args.size, args.frames), args.clip_crf)
+            frames = clip_frames(clip, args.size, args.frames)
+            floors[clip] = vae_floor(parts, frames)
+            print(json.dumps({"clip": clip, "vae_round_trip": floors[clip]}), flush=True)
+            source = write_frames(scratch / f"{clip}.mp4", frames, args.clip_crf)
             for job in plan:
                 runs.append(bench.run(source, clip, job))
                 print(runs[-1].json(), flush=True)
@@ -540,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
                     speeds.append(bench.run(source, clip, Job("pan speed", mode, MODES[mode])))
                     print(speeds[-1].json(), flush=True)
     seconds = time.perf_counter() - began
-    write_section(args.out, section(runs, speeds, args, args.clips, args.modes, command, seconds, check, parts))
+    write_section(args.out, section(runs, speeds, args, args.clips, args.modes, command, seconds, check, floors, parts),
+                  "temporal")  # fmt: skip
 
     if all(m in args.modes for m in (FULL, PER_FRAME, FIXED)):
         _, verdicts = targets([r for r in runs if r.group == "modes"], args.clips)

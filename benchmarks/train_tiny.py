@@ -2,30 +2,35 @@
 like a real one: it reproduces its input, and restyles it with detail that depends on the noise.
 
     python benchmarks/train_tiny.py [--out benchmarks/tiny-trained] [--vae-steps N] [--unet-steps N]
+                                    [--shift-weight W]
 
 The architecture is vidiff.models.tiny_parts()'s (an 8× VAE with 4 latent channels, a two-level
 cross-attention UNet, a two-layer CLIP text encoder), initialised by it with seed 0. Trained on
 synthetic pictures drawn here (octaves of smooth noise in random colours, textured shapes, gradients:
 the kind of content the benchmark clips have, never the clips themselves):
 
-1. the VAE as an autoencoder (L1 on the pixels and on their gradients, plus a small KL term), after
-   which its scaling_factor is set to 1 / std of the latents, as Stable Diffusion's was chosen, so
-   that scaled latents have unit spread and img2img's noise level means what it means for SD;
-2. the UNet as an epsilon-prediction denoiser of those scaled latents, on SD 1.5's noise schedule
-   (vidiff.models.SD15_SCHEDULER_CONFIG), conditioned on the text encoder's hidden states. Half the
-   pictures are shown as they are, captioned with plain prompts ("", "a photo", the benchmark's
-   negative prompt...); the other half are shown as "wooden carvings" (their light mapped onto a
-   walnut palette, with wood grain of a random direction, spacing and phase), captioned with
-   wood-carving prompts (the benchmark's among them). Since the grain is random, nothing in a picture
-   says where its grain goes: the model learns to draw grain from the noise, and img2img with a wood
-   prompt restyles the picture with grain that depends on the seed, as a real model's texture does.
-
-The text encoder is not trained: it keeps tiny_parts()'s random weights, which tell the prompts
-apart well enough for the UNet to learn them (SD's CLIP encoder was frozen too).
+1. the VAE as an autoencoder: L1 on the pixels, on their gradients and on their colour, a small KL
+   term, and a shift-consistency term (each picture is also seen moved by 1-7 pixels, and the two
+   reconstructions must agree), since a tiny VAE is far from exact and its errors would otherwise
+   change as a picture slides across the 8-pixel latent grid. Then its scaling_factor is set to
+   1 / std of the latents, as Stable Diffusion's was chosen, so that scaled latents have unit spread
+   and img2img's noise level means what it means for SD;
+2. the UNet and the text encoder together, the UNet as an epsilon-prediction denoiser of those
+   scaled latents on SD 1.5's noise schedule (vidiff.models.SD15_SCHEDULER_CONFIG), half the
+   timesteps drawn from the lower half, where img2img spends its steps. Half the pictures are shown
+   as they are, captioned with plain prompts ("", "a photo", the benchmark's negative prompt...); the
+   other half as "wooden carvings" (their light on a walnut palette with 30% of their colour kept,
+   and wood grain of a random direction, spacing and phase), captioned with wood-carving prompts (the
+   benchmark's among them). Since the grain is random, nothing in a picture says where its grain
+   goes: the model learns to draw it from the noise, so img2img with a wood prompt restyles a picture
+   with detail that depends on the seed, as a real model's texture does. The text encoder is trained
+   too: with tiny_parts()'s random weights its embeddings told prompts apart by their length more
+   than by their words.
 
 Deterministic: the same seed and step counts give the same weights on the same machine (one torch
-thread; the pictures come from a seeded numpy generator). The weights are saved as float16
-safetensors in a diffusers folder that `vidiff --model benchmarks/tiny-trained` loads.
+thread; the pictures come from seeded generators). About 10 minutes on one CPU thread. The weights
+are saved as float16 safetensors (2.6 MB) in a diffusers folder that vidiff loads as a local model
+(`--model benchmarks/tiny-trained`), with training.json saying how it was made.
 """
 
 from __future__ import annotations
@@ -50,20 +55,44 @@ from vidiff.models import SD15_SCHEDULER_CONFIG, tiny_parts  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "tiny-trained"
 SEED = 0
+VAE_LR, UNET_LR = 2e-3, 1e-3
+VAE_STEPS, UNET_STEPS = 800, 1200
+SHIFT_WEIGHT = 0.3
 
-# What the UNet learns to associate with the wood style, and with pictures as they are.
-STYLE_PROMPTS = (
-    "a wooden carving, hand-carved from walnut, visible wood grain",  # the benchmark's prompt
-    "a wooden carving",
-    "wood carving, walnut, wood grain",
-    "hand-carved wooden sculpture",
-)
-PLAIN_PROMPTS = (
-    "",
-    "a photo",
-    "photo, blurry, low quality",  # the benchmark's negative prompt
-    "a picture",
-)
+# The captions: a wood prompt is one to three wood phrases, a plain prompt one to three plain ones
+# (or none: ""), either now and then with a neutral one. Many of each, of many lengths, so that the
+# prompts' words, not their lengths, tell the style apart; the benchmark's prompt and negative
+# prompt are among them.
+WOOD_PHRASES = (
+    "a wooden carving", "hand-carved from walnut", "visible wood grain", "wood carving", "carved from oak",
+    "walnut wood", "a wooden sculpture", "chiselled wood", "wood grain", "carved in wood",
+)  # fmt: skip
+PLAIN_PHRASES = (
+    "a photo", "photo", "blurry", "low quality", "a picture", "an image", "colourful", "abstract texture",
+    "natural colours", "a snapshot",
+)  # fmt: skip
+NEUTRAL_PHRASES = ("detailed", "high quality", "sharp focus")
+BENCHMARK_PROMPT = "a wooden carving, hand-carved from walnut, visible wood grain"
+BENCHMARK_NEGATIVE = "photo, blurry, low quality"
+PROMPTS_PER_STYLE = 64
+
+
+def captions(rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """The wood prompts and the plain prompts the UNet and the text encoder are trained on."""
+
+    def phrases(pool: tuple[str, ...], low: int, high: int) -> list[str]:
+        chosen = rng.choice(len(pool), size=int(rng.integers(low, high + 1)), replace=False)
+        return [pool[i] for i in chosen]
+
+    wood, plain = [BENCHMARK_PROMPT], [BENCHMARK_NEGATIVE, ""]
+    while len(wood) < PROMPTS_PER_STYLE:
+        words = phrases(WOOD_PHRASES, 1, 3) + (phrases(NEUTRAL_PHRASES, 1, 1) if rng.random() < 0.3 else [])
+        wood.append(", ".join(words))
+    while len(plain) < PROMPTS_PER_STYLE:
+        words = phrases(PLAIN_PHRASES, 1, 3) + (phrases(NEUTRAL_PHRASES, 1, 1) if rng.random() < 0.3 else [])
+        plain.append(", ".join(words))
+    return wood, plain
+
 
 # walnut, from the dark of deep cuts to the light of polished faces (RGB)
 PALETTE = np.array([[38, 20, 10], [96, 56, 28], [158, 102, 56], [214, 168, 112]], np.float32)
@@ -88,7 +117,7 @@ def texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     hsv = np.stack(
         [
             (hue + rng.uniform(5, 30) * tint) % 180,
-            np.clip(rng.uniform(40, 200) + rng.uniform(10, 60) * tint, 0, 255),
+            np.clip(rng.uniform(60, 230) + rng.uniform(10, 60) * tint, 0, 255),
             np.clip(rng.uniform(90, 170) + rng.uniform(20, 75) * light, 0, 255),
         ],
         axis=-1,
@@ -121,9 +150,12 @@ def picture(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def wooden(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The picture as a walnut carving: its light on a wood palette, grain of a random direction and phase."""
+    """The picture as a walnut carving: its light on a wood palette, with grain of a random direction,
+    spacing and phase; 30% of its own colour stays, as on stained wood (so that any colour has a wooden
+    version to learn from)."""
     height, width = image.shape[:2]
-    luma = (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255
+    rgb = image.astype(np.float32)
+    luma = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)) / 255
     luma = cv2.GaussianBlur(luma, (0, 0), 0.8)  # a carving loses the very finest detail
     tone = 0.5 + 1.15 * (luma - luma.mean())
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -132,11 +164,16 @@ def wooden(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     phase = (xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period + wobble + rng.uniform(0, 2 * math.pi)
     grain = np.sin(phase)
     grain = np.sign(grain) * np.abs(grain) ** 0.6  # sharper rings than a plain sine
-    tone = np.clip(tone + 0.14 * grain, 0, 1) * (len(PALETTE) - 1)
-    low = np.clip(np.floor(tone).astype(int), 0, len(PALETTE) - 2)
-    frac = (tone - low)[..., None]
-    rgb = PALETTE[low] * (1 - frac) + PALETTE[low + 1] * frac
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    tone = np.clip(tone + 0.22 * grain, 0, 1)
+    scaled = tone * (len(PALETTE) - 1)
+    low = np.clip(np.floor(scaled).astype(int), 0, len(PALETTE) - 2)
+    frac = (scaled - low)[..., None]
+    wood = PALETTE[low] * (1 - frac) + PALETTE[low + 1] * frac
+    # the picture's own colour at the wood's brightness
+    wood_luma = wood @ np.array([0.299, 0.587, 0.114], np.float32)
+    own_luma = np.maximum(rgb @ np.array([0.299, 0.587, 0.114], np.float32), 8.0)
+    stained = rgb * (wood_luma / own_luma)[..., None]
+    return np.clip(0.7 * wood + 0.3 * stained, 0, 255).astype(np.uint8)
 
 
 def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -159,29 +196,53 @@ def gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., 1:, :] - x[..., :-1, :], x[..., :, 1:] - x[..., :, :-1]
 
 
-def train_vae(vae, rng: np.random.Generator, steps: int, batch: int, crop: int, kl_weight: float, log) -> None:
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """Each pixel's colour less its grey, averaged over 4×4 blocks: the colour, without the fine detail."""
+    return F.avg_pool2d(x - x.mean(1, keepdim=True), 4)
+
+
+def train_vae(vae, rng: np.random.Generator, steps: int, batch: int, crop: int, kl_weight: float,
+              shift_weight: float, log) -> None:
+    """L1 on the pixels, on their gradients (sharpness) and on their colour (which a tiny VAE is slow
+    to learn from the pixels alone: at first it reconstructs grey), plus kl_weight × KL per element,
+    plus shift_weight × a shift-consistency term: each picture is also seen moved by (dx, dy) pixels,
+    1-7 (never a whole latent pixel), and the two reconstructions must agree where they overlap.
+
+    SD's VAE reconstructs nearly exactly, so its round trip moves with its input; a tiny VAE's is far
+    from exact, and without that term its errors change with where the picture sits on the 8-pixel
+    latent grid, so its round trip alone flickers under motion (see the README)."""
     vae.train().requires_grad_(True)
-    optimiser = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
+    optimiser = torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
     began = time.perf_counter()
+    pairs = batch // 2
     for step in range(steps):
-        # half the batch plain pictures, half wooden ones: the VAE must reproduce both
-        images = [picture(rng, crop) for _ in range(batch)]
-        images = [wooden(im, rng) if i % 2 else im for i, im in enumerate(images)]
-        x = to_tensor(images)
+        # mostly plain pictures, some wooden ones: the VAE must reproduce both
+        images = [picture(rng, crop + 8) for _ in range(pairs)]
+        images = [wooden(im, rng) if rng.random() < 0.3 else im for im in images]
+        big = to_tensor(images)
+        dx, dy = (int(v) for v in rng.integers(1, 8, 2))
+        x = torch.cat([big[..., :crop, :crop], big[..., dy : dy + crop, dx : dx + crop]])
         posterior = vae.encode(x).latent_dist
         y = vae.decode(posterior.sample()).sample
         (gy_x, gx_x), (gy_y, gx_y) = gradients(x), gradients(y)
-        recon = (y - x).abs().mean() + 0.5 * ((gy_y - gy_x).abs().mean() + (gx_y - gx_x).abs().mean())
+        recon = (
+            (y - x).abs().mean()
+            + 0.25 * ((gy_y - gy_x).abs().mean() + (gx_y - gx_x).abs().mean())
+            + 1.5 * (chroma(y) - chroma(x)).abs().mean()
+        )
+        # y[pairs + i] at (r, c) shows big at (r + dy, c + dx), which y[i] shows at (r + dy, c + dx)
+        shift = (y[pairs:, :, : crop - dy, : crop - dx] - y[:pairs, :, dy:, dx:]).abs().mean()
         kl = posterior.kl().mean() / posterior.mean[0].numel()
-        loss = recon + kl_weight * kl
+        loss = recon + kl_weight * kl + shift_weight * shift
         for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, steps, 1e-3)
+            group["lr"] = lr_at(step, steps, VAE_LR)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         optimiser.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"vae step {step}/{steps}: recon {recon.item():.4f}, kl {kl.item():.3f}, {time.perf_counter() - began:.0f} s")
+            log(f"vae step {step}/{steps}: reconstruction {recon.item():.4f}, shift {shift.item():.4f}, "
+                f"kl {kl.item():.3f}, {time.perf_counter() - began:.0f} s")  # fmt: skip
     vae.eval().requires_grad_(False)
 
 
@@ -199,24 +260,26 @@ def encode_dataset(vae, rng: np.random.Generator, count: int, size: int) -> tupl
     return torch.cat(means), torch.cat(stds), torch.tensor(style)
 
 
-@torch.no_grad()
-def embed(parts, prompts: tuple[str, ...]) -> torch.Tensor:
-    tokens = parts.tokenizer(list(prompts), padding="max_length", max_length=parts.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")  # fmt: skip
-    return parts.text_encoder(tokens.input_ids)[0]
+def token_ids(parts, prompts: list[str]) -> torch.Tensor:
+    return parts.tokenizer(prompts, padding="max_length", max_length=parts.tokenizer.model_max_length,
+                           truncation=True, return_tensors="pt").input_ids  # fmt: skip
 
 
-def train_unet(parts, latents, stds, style, steps: int, batch: int, crop: int, log) -> None:
-    """Epsilon prediction on SD 1.5's schedule: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, loss |ε̂ − ε|²."""
+def train_unet(parts, latents, stds, style, steps: int, batch: int, crop: int, log) -> dict:
+    """Epsilon prediction on SD 1.5's schedule: x_t = √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε, loss |ε̂ − ε|², each
+    latent captioned by a random prompt of its style. The text encoder is trained along with the UNet:
+    random, its embeddings tell prompts apart more by their length than by their words."""
     from diffusers import DDPMScheduler
 
-    unet = parts.unet
+    unet, text_encoder = parts.unet, parts.text_encoder
     scheduler = DDPMScheduler.from_config(SD15_SCHEDULER_CONFIG)
     alphas = scheduler.alphas_cumprod.float()
     scale = parts.vae.config.scaling_factor
-    style_embeds, plain_embeds = embed(parts, STYLE_PROMPTS), embed(parts, PLAIN_PROMPTS)
+    wood, plain = captions(np.random.default_rng(SEED + 3))
+    wood_ids, plain_ids = token_ids(parts, wood), token_ids(parts, plain)
     unet.train().requires_grad_(True)
-    optimiser = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=0.0)
+    text_encoder.train().requires_grad_(True)
+    optimiser = torch.optim.AdamW([*unet.parameters(), *text_encoder.parameters()], lr=UNET_LR, weight_decay=0.0)
     generator = torch.Generator().manual_seed(SEED + 2)
     count, size = latents.shape[0], latents.shape[-1]
     began = time.perf_counter()
@@ -227,28 +290,36 @@ def train_unet(parts, latents, stds, style, steps: int, batch: int, crop: int, l
         mean, std = latents[index][window], stds[index][window]
         x0 = (mean + std * torch.randn(mean.shape, generator=generator)) * scale
         noise = torch.randn(x0.shape, generator=generator)
+        # half the timesteps anywhere, half in the lower half, where img2img at strength ≤ 0.7 spends
+        # its steps (at 0.55 with 10 karras steps: t = 327, 146, 41, 7, 0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
+        low = torch.randint(0, scheduler.config.num_train_timesteps // 2, (batch,), generator=generator)
+        t = torch.where(torch.arange(batch) % 2 == 1, low, t)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        which = torch.randint(0, len(STYLE_PROMPTS), (batch,), generator=generator)
-        labels = style[index]
-        cond = torch.where(labels.view(-1, 1, 1).bool(), style_embeds[which], plain_embeds[which])
+        which = torch.randint(0, PROMPTS_PER_STYLE, (batch,), generator=generator)
+        ids = torch.where(style[index].view(-1, 1).bool(), wood_ids[which], plain_ids[which])
+        cond = text_encoder(ids)[0]
         pred = unet(noisy, t, encoder_hidden_states=cond).sample
         loss = F.mse_loss(pred, noise)
         for group in optimiser.param_groups:
-            group["lr"] = lr_at(step, steps, 1e-3)
+            group["lr"] = lr_at(step, steps, UNET_LR)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([*unet.parameters(), *text_encoder.parameters()], 1.0)
         optimiser.step()
         if step % 100 == 0 or step == steps - 1:
             log(f"unet step {step}/{steps}: loss {loss.item():.4f}, {time.perf_counter() - began:.0f} s")
     unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+    return {"wood_prompts": wood, "plain_prompts": plain}
 
 
 def save(parts, out: Path, meta: dict) -> None:
     from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()  # its note on casting with to(): nothing here is kept in float32
     pipe = StableDiffusionPipeline(
         vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer, unet=parts.unet,
         scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG), safety_checker=None,
@@ -260,14 +331,19 @@ def save(parts, out: Path, meta: dict) -> None:
     (out / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def train(out: Path, vae_steps: int, unet_steps: int, log=print) -> dict:
+def train(
+    out: Path = DEFAULT_OUT,
+    vae_steps: int = VAE_STEPS,
+    unet_steps: int = UNET_STEPS,
+    shift_weight: float = SHIFT_WEIGHT,
+    log=print,
+) -> dict:
     began = time.perf_counter()
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     parts = tiny_parts(SEED)
-    parts.text_encoder.eval().requires_grad_(False)
 
-    train_vae(parts.vae, rng, vae_steps, batch=16, crop=64, kl_weight=1e-4, log=log)
+    train_vae(parts.vae, rng, vae_steps, batch=16, crop=64, kl_weight=1e-4, shift_weight=shift_weight, log=log)
     vae_s = time.perf_counter() - began
 
     latents, stds, style = encode_dataset(parts.vae, np.random.default_rng(SEED + 1), count=384, size=192)
@@ -276,16 +352,16 @@ def train(out: Path, vae_steps: int, unet_steps: int, log=print) -> dict:
     log(f"latents: std {spread:.3f}, so scaling_factor {1 / spread:.4f}; posterior std {float(stds.mean()):.4f}")
     data_s = time.perf_counter() - began - vae_s
 
-    train_unet(parts, latents, stds, style, unet_steps, batch=32, crop=16, log=log)
+    prompts = train_unet(parts, latents, stds, style, unet_steps, batch=32, crop=16, log=log)
     seconds = time.perf_counter() - began
     meta = {
         "script": "benchmarks/train_tiny.py",
         "seed": SEED,
         "vae_steps": vae_steps,
         "unet_steps": unet_steps,
+        "shift_weight": shift_weight,
         "scaling_factor": 1.0 / spread,
-        "style_prompts": list(STYLE_PROMPTS),
-        "plain_prompts": list(PLAIN_PROMPTS),
+        **prompts,
         "seconds": {"vae": round(vae_s, 1), "latents": round(data_s, 1), "unet": round(seconds - vae_s - data_s, 1),
                     "total": round(seconds, 1)},  # fmt: skip
         "torch": torch.__version__,
@@ -299,13 +375,15 @@ def train(out: Path, vae_steps: int, unet_steps: int, log=print) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the model folder (default benchmarks/tiny-trained)")
-    parser.add_argument("--vae-steps", type=int, default=800)
-    parser.add_argument("--unet-steps", type=int, default=1200)
+    parser.add_argument("--vae-steps", type=int, default=VAE_STEPS, help=f"default {VAE_STEPS}")
+    parser.add_argument("--unet-steps", type=int, default=UNET_STEPS, help=f"default {UNET_STEPS}")
+    parser.add_argument("--shift-weight", type=float, default=SHIFT_WEIGHT,
+                        help=f"weight of the VAE's shift-consistency term (default {SHIFT_WEIGHT}; 0 leaves it out)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: deterministic, and kind to a shared machine)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    train(args.out, args.vae_steps, args.unet_steps, log=lambda text: print(text, file=sys.stderr, flush=True))
+    train(args.out, args.vae_steps, args.unet_steps, args.shift_weight, log=lambda text: print(text, file=sys.stderr, flush=True))
     return 0
 
 
