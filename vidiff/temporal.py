@@ -57,13 +57,25 @@ def warp_noise(
         prev_offset = torch.zeros(height, width, 2)
     prev_offset = prev_offset.to(flow.dtype)
     ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij")
-    # where each pixel's content was in the previous frame, and the sample that now sits nearest it
+    # where each pixel's content was in the previous frame; the sample taken is the one whose true
+    # position (its pixel plus its carried offset) is nearest that, among the 3x3 pixels around it
+    # (the pixel itself first, so that a tie keeps a sample where it is)
     want_x, want_y = xs + flow[..., 0], ys + flow[..., 1]
-    near_x = torch.floor(want_x + 0.5).long().clamp(0, width - 1)
-    near_y = torch.floor(want_y + 0.5).long().clamp(0, height - 1)
-    src_x = torch.floor(want_x - prev_offset[near_y, near_x, 0] + 0.5).long()
-    src_y = torch.floor(want_y - prev_offset[near_y, near_x, 1] + 0.5).long()
-    valid = trusted & (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    near_x, near_y = torch.floor(want_x + 0.5).long(), torch.floor(want_y + 0.5).long()
+    best = torch.full((height, width), float("inf"), dtype=flow.dtype)
+    src_x, src_y = near_x.clone(), near_y.clone()
+    for dy, dx in [(0, 0)] + [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]:
+        cx, cy = near_x + dx, near_y + dy
+        inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        cx_in, cy_in = cx.clamp(0, width - 1), cy.clamp(0, height - 1)
+        dist_x = cx_in + prev_offset[cy_in, cx_in, 0] - want_x
+        dist_y = cy_in + prev_offset[cy_in, cx_in, 1] - want_y
+        distance = torch.where(inside, dist_x**2 + dist_y**2, torch.full_like(want_x, float("inf")))
+        better = distance < best
+        best = torch.where(better, distance, best)
+        src_x, src_y = torch.where(better, cx, src_x), torch.where(better, cy, src_y)
+    # a sample a pixel or more from where the content was is not that content's (it entered the frame)
+    valid = trusted & (best < 1.0)
     src_x, src_y = src_x.clamp(0, width - 1), src_y.clamp(0, height - 1)
     src = (src_y * width + src_x).flatten()
     dst = torch.arange(height * width)
