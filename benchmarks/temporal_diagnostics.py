@@ -9,7 +9,8 @@ alone, so its warp errors differ a little from the tables in RESULTS.md.
 
 Checks 7 and 8 swap a vidiff function for a variant, in this process only, to show what a change
 would do: noise carried at the image's resolution instead of the latents' (7), and warp_noise
-taking the sample nearest where the content was, with claims settled nearest-first (8).
+settling a sample claimed by several pixels nearest-first (8). (vidiff's warp_noise already takes
+the sample nearest where the content was: that was this check's first variant, now adopted.)
 """
 
 from __future__ import annotations
@@ -263,46 +264,6 @@ def subpixel_warped_noise(parts) -> None:
         print(f"7. {clip}: warp error " + "; ".join(cells))
 
 
-def warp_noise_nearest(prev_noise, flow, trusted, fresh, prev_offset=None):
-    """Like vidiff's, but the sample taken is the one whose true position (pixel + offset) is nearest
-    where the pixel's content was, among the 3x3 pixels around it."""
-    height, width = flow.shape[:2]
-    if prev_offset is None:
-        prev_offset = torch.zeros(height, width, 2)
-    prev_offset = prev_offset.to(flow.dtype)
-    ys, xs = torch.meshgrid(torch.arange(height, dtype=flow.dtype), torch.arange(width, dtype=flow.dtype), indexing="ij")
-    want_x, want_y = xs + flow[..., 0], ys + flow[..., 1]
-    near_x = torch.floor(want_x + 0.5).long()
-    near_y = torch.floor(want_y + 0.5).long()
-    best = torch.full((height, width), float("inf"))
-    src_x, src_y = near_x.clone(), near_y.clone()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            cx, cy = near_x + dx, near_y + dy
-            inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-            ccx, ccy = cx.clamp(0, width - 1), cy.clamp(0, height - 1)
-            px = ccx + prev_offset[ccy, ccx, 0]
-            py = ccy + prev_offset[ccy, ccx, 1]
-            d = (px - want_x) ** 2 + (py - want_y) ** 2
-            d = torch.where(inside, d, torch.full_like(d, float("inf")))
-            better = d < best
-            best = torch.where(better, d, best)
-            src_x, src_y = torch.where(better, cx, src_x), torch.where(better, cy, src_y)
-    valid = trusted & torch.isfinite(best)
-    src_x, src_y = src_x.clamp(0, width - 1), src_y.clamp(0, height - 1)
-    src = (src_y * width + src_x).flatten()
-    dst = torch.arange(height * width)
-    valid = valid.flatten()
-    owner = torch.full((height * width,), height * width, dtype=torch.long)
-    owner = owner.scatter_reduce(0, src[valid], dst[valid], reduce="amin")
-    keep = valid & (owner[src] == dst)
-    carried = prev_noise.flatten(2)[:, :, src]
-    noise = torch.where(keep, carried, fresh.flatten(2)).view_as(fresh)
-    offset = torch.stack([src_x + prev_offset[src_y, src_x, 0] - want_x, src_y + prev_offset[src_y, src_x, 1] - want_y], dim=-1)
-    offset = torch.where(keep.view(height, width, 1), offset, torch.zeros_like(offset))
-    return noise, offset
-
-
 def warp_noise_matched(prev_noise, flow, trusted, fresh, prev_offset=None, rounds=3):
     """Nearest true position among the 3x3 candidates; a sample claimed by several pixels goes to the
     nearest, and the others try their next-nearest unclaimed candidate (a few rounds); what is left
@@ -359,10 +320,9 @@ def warp_noise_matched(prev_noise, flow, trusted, fresh, prev_offset=None, round
 
 
 def noise_transport(parts) -> None:
-    """warp_noise's bookkeeping, and two variants of it (patched into this process only)."""
+    """warp_noise's bookkeeping, and a variant of it (patched into this process only)."""
     variants = {
-        "as vidiff has it": warp_noise,
-        "nearest sample": warp_noise_nearest,
+        "as vidiff has it (nearest sample)": warp_noise,
         "nearest sample, matched": warp_noise_matched,
     }
     # a steady pan of (0.75, 0.25) latent px a frame, each cell's flow off by up to ±0.05, trusted everywhere
