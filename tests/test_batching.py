@@ -101,7 +101,7 @@ def test_a_batch_runs_the_unet_once_per_step_for_all_its_frames(tiny):
 
 
 def test_frames_that_need_the_previous_output_refuse_to_batch(tiny):
-    for settings in (dict(blend=0.2), dict(flow_blend="0:0, 10:0.3")):
+    for settings in (dict(blend=0.2), dict(flow_blend="0:0, 10:0.3"), dict(fusion=0.5)):
         with Stylizer(tiny, Config(prompt="x", steps=2, **settings)) as stylizer:
             assert not stylizer.batchable
             with pytest.raises(ValueError, match="one at a time"):

@@ -357,7 +357,7 @@ def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
 # Every numeric option, out of range or malformed: each is refused before any work, naming itself.
 OPTION_VALUES = [
     ("steps", "1001"), ("steps", "2.5"), ("guidance", "51"), ("guidance", "nan"), ("seed", "-1"),
-    ("flow_blend", "1"), ("flow_blend", "-0.5"), ("cut_threshold", "0"), ("cut_threshold", "1.5"),
+    ("flow_blend", "1"), ("flow_blend", "-0.5"), ("fusion", "1.5"), ("fusion_end", "0"), ("cut_threshold", "0"), ("cut_threshold", "1.5"),
     ("max_side", "9000"), ("start", "-1"), ("duration", "0"), ("max_frames", "0"), ("crf", "52"),
     ("crf", "high"), ("fps", "0"), ("noise", "random"), ("device", "tpu"), ("dtype", "fp8"),
     ("on_bad_frame", "ignore"), ("strength", "0:0.3, 48"), ("strength", "0:0.3, 48:2"), ("seed", "0:1, 5:x"),

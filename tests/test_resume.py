@@ -18,7 +18,7 @@ from vidiff.resume import SEGMENT_FRAMES
 
 # every temporal tool that carries state from frame to frame, so a resume has to restore it all
 SETTINGS = ["--model", "tiny", "--prompt", "a wooden carving", "--steps", "2", "--strength", "0.5",
-            "--max-side", "64", "--blend", "0.3", "--flow-blend", "0.3", "--noise", "warped",
+            "--max-side", "64", "--blend", "0.3", "--flow-blend", "0.3", "--fusion", "0.5", "--noise", "warped",
             "--color-match", "-q"]  # fmt: skip
 
 

@@ -152,7 +152,8 @@ def warp_error(sources, outputs) -> float:
 
 
 @pytest.mark.parametrize(
-    "flag", [{"flow_blend": 0.6}, {"color_match": True}, {"cross_frame_attn": True}, {"noise": "warped"}]
+    "flag",
+    [{"flow_blend": 0.6}, {"fusion": 0.8}, {"color_match": True}, {"cross_frame_attn": True}, {"noise": "warped"}],
 )
 def test_each_technique_changes_later_frames_but_not_the_first(tiny, flag):
     frames = pan(3, dx=8, seed=5)

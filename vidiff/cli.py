@@ -162,6 +162,11 @@ def cli() -> None:
 @click.option("--flow-blend", type=NUMBER, default=DEFAULTS.flow_blend, show_default=True,
               help="Weight in [0, 1) of the previous output, warped along the source's optical flow, "
                    "blended into each frame before encoding. Keyframes too.")
+@click.option("--fusion", type=NUMBER, default=DEFAULTS.fusion, show_default=True,
+              help="Weight in [0, 1] with which each early denoising step's estimate is pulled towards the previous "
+                   "output, warped along the flow (cross-frame latent fusion). Keyframes too.")
+@click.option("--fusion-end", type=float, default=DEFAULTS.fusion_end, show_default=True,
+              help="The share of each frame's denoising steps, from the first, that --fusion acts on.")
 @click.option("--color-match/--no-color-match", default=DEFAULTS.color_match, show_default=True,
               help="Match each output's colours to the first stylised frame of its shot.")
 @click.option("--cross-frame-attn/--no-cross-frame-attn", default=DEFAULTS.cross_frame_attn, show_default=True,
@@ -194,7 +199,7 @@ def cli() -> None:
 @click.option("--allow-pickle", is_flag=True, help="Allow .ckpt/.pt checkpoints (loading a pickle runs its code).")
 @click.option("--batch-size", type=int, default=None,
               help="Frames through the model at once (default: from the device and size). Only frames that "
-                   "don't depend on the previous output batch (not with --blend or --flow-blend).")
+                   "don't depend on the previous output batch (not with --blend, --flow-blend or --fusion).")
 @click.option("--vae", default=DEFAULTS.vae, show_default=True,
               help="full (the model's own), tiny (TAESD: much faster, a little blurrier), or a hub id, folder "
                    "or .safetensors file of another VAE.")

@@ -71,6 +71,12 @@ class Config:
     # Weight W of the previous stylised frame, warped along the source's optical flow, blended into
     # this frame before encoding; occluded pixels keep the current frame. Follows motion, unlike blend. Keyframes.
     flow_blend: float | str = 0.0
+    # Weight W with which each denoising step's estimate of the clean frame is pulled towards the
+    # previous frame's output latents, warped along the source's flow, where the flow is trusted
+    # (Rerender-A-Video's cross-frame latent fusion); the last steps run free to redraw detail. Keyframes.
+    fusion: float | str = 0.0
+    # The share of each frame's denoising steps, from the first, that fusion acts on.
+    fusion_end: float = 0.5
     # Match each output's colours (LAB mean and spread) to the first stylised frame of its shot.
     color_match: bool = False
     # Self-attention in the UNet's up blocks also attends to the shot's first frame and the previous one.
@@ -135,7 +141,7 @@ class Config:
 
     # --- speed ---
     # Frames that go through the VAE and UNet together; None picks a size from the device and frame
-    # size. Only frames that don't depend on the previous output batch: with blend or flow_blend on,
+    # size. Only frames that don't depend on the previous output batch: with blend, flow_blend or fusion on,
     # frames run one at a time whatever this says. Same output either way.
     batch_size: int | None = None
     # Reuse the previous output when a source frame differs from the last stylised one by less than
@@ -291,6 +297,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "noise": _choice(NOISE_MODES),
     "blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
     "flow_blend": (lambda v: _number(v) and 0 <= v < 1, "must be a number in [0, 1) (1 would never let the video change)"),
+    "fusion": (lambda v: _number(v) and 0 <= v <= 1, "must be a number in [0, 1]"),
+    "fusion_end": (lambda v: _number(v) and 0 < v <= 1, "must be a share of the steps in (0, 1]"),
     "color_match": (lambda v: isinstance(v, bool), "must be true or false"),
     "cross_frame_attn": (lambda v: isinstance(v, bool), "must be true or false"),
     "cuts": (lambda v: isinstance(v, bool), "must be true or false"),
@@ -324,7 +332,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 # The settings a preset may hold: the look and the model, not where a particular run starts or writes.
 PRESET_KEYS = (
     "prompt", "negative_prompt", "mix", "negative_mix", "interpolation", "strength", "steps", "guidance", "scheduler", "seed",
-    "noise", "blend", "flow_blend", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
+    "noise", "blend", "flow_blend", "fusion", "fusion_end", "color_match", "cross_frame_attn", "cuts", "cut_threshold",
     "model", "model_config", "lora", "embedding", "controlnet", "control", "canny_low", "canny_high", "vae",
     "skip_similar", "max_side", "crf",
 )

@@ -20,7 +20,7 @@ from .errors import VidiffError
 INTERPOLATIONS = ("linear", "step", "smooth")
 
 # the settings that may vary per frame, and how each value is read
-SCHEDULABLE = ("strength", "guidance", "blend", "flow_blend", "seed")
+SCHEDULABLE = ("strength", "guidance", "blend", "flow_blend", "fusion", "seed")
 TEXT_SCHEDULABLE = ("prompt", "negative_prompt")
 
 _POSITION = re.compile(r"\s*(\d+(?:\.\d+)?)(s?)\s*:")
@@ -216,6 +216,7 @@ class FrameValues:
     guidance: float
     blend: float
     flow_blend: float
+    fusion: float
     seed: int
     prompt: tuple[tuple[str, float], ...]  # texts and the weights of their embeddings in the conditioning
     negative_prompt: tuple[tuple[str, float], ...]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 # name -> (diffusers class, overrides applied on top of the model's scheduler config)
 SCHEDULERS: dict[str, tuple[str, dict]] = {
     "ddim": ("DDIMScheduler", {}),
@@ -29,3 +31,32 @@ def make_scheduler(name: str, model_config):
         raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")
     class_name, overrides = SCHEDULERS[name]
     return getattr(diffusers, class_name).from_config(model_config, **overrides)
+
+
+def noise_level(scheduler, timestep, position: int) -> tuple[float, float]:
+    """(α, σ) of the variance-preserving form x = α·x0 + σ·ε at one step: from the sampler's sigmas
+    where it keeps them (`position` is the step's index into them), else from alphas_cumprod."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None and position < len(sigmas):
+        sigma = float(sigmas[position])
+        alpha = 1.0 / math.sqrt(1.0 + sigma**2)
+        return alpha, sigma * alpha
+    alpha_bar = float(scheduler.alphas_cumprod[int(timestep)])
+    return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+
+
+def predicted_original(output, sample, alpha: float, sigma: float, prediction_type: str):
+    """The denoised estimate x0 a model output stands for, given the variance-preserving sample."""
+    if prediction_type == "epsilon":
+        return (sample - sigma * output) / alpha
+    if prediction_type == "v_prediction":
+        return alpha * sample - sigma * output
+    return output  # "sample": the model predicts x0 itself
+
+
+def output_for(original, sample, alpha: float, sigma: float, prediction_type: str):
+    """The model output that stands for the denoised estimate `original` at `sample`: predicted_original's inverse."""
+    if prediction_type == "sample":
+        return original
+    noise = (sample - alpha * original) / sigma
+    return noise if prediction_type == "epsilon" else alpha * noise - sigma * original

@@ -24,8 +24,8 @@ from .models import ModelParts
 from .motion import backward_flow, downscale_flow, is_cut, warp
 from .prompts import PromptEncoder, TextEmbedding, combine
 from .schedule import FrameValues, Timeline
-from .schedulers import make_scheduler
-from .temporal import blend_latents, flow_blend, frame_change, match_colors, noise_seed, warp_noise
+from .schedulers import make_scheduler, noise_level, output_for, predicted_original
+from .temporal import blend_latents, flow_blend, frame_change, fuse, match_colors, noise_seed, warp_latents, warp_noise
 
 log = logging.getLogger("vidiff")
 
@@ -85,7 +85,9 @@ class Stylizer:
         ]
         # frames that don't depend on the previous output can go through the model together
         self.batchable = not any(
-            value > 0 for name in ("blend", "flow_blend") for value in values_of(name, getattr(config, name))
+            value > 0
+            for name in ("blend", "flow_blend", "fusion")
+            for value in values_of(name, getattr(config, name))
         )
         self.unet, self.vae_encode, self.vae_decode = parts.unet, parts.vae.encode, parts.vae.decode
         if config.compile:
@@ -310,7 +312,7 @@ class Stylizer:
         ):
             return _FramePlan(frame, frame_index, values, state, new_shot, skip=True)
         flow = trusted = None
-        if not new_shot and (values.flow_blend > 0 or config.noise == "warped"):
+        if not new_shot and (values.flow_blend > 0 or values.fusion > 0 or config.noise == "warped"):
             flow, trusted = backward_flow(state.source, frame)
         # 2. The starting image: the frame, or the frame with the previous output warped onto it
         start = frame
@@ -371,6 +373,8 @@ class Stylizer:
         conditioning = self._frame_conditioning(
             [plan.frame for plan in plans], hidden, pooled, do_cfg, values.control_scales
         )
+        fusion = self._fusion_targets(plans, latents)
+        begin = getattr(self.scheduler, "begin_index", None) or 0
         for step, t in enumerate(timesteps):
             if self.memory is not None:
                 self.memory.step = step
@@ -387,6 +391,10 @@ class Stylizer:
             if do_cfg:
                 uncond, text = noise_pred.chunk(2)
                 noise_pred = uncond + guidance * (text - uncond)
+            if fusion is not None and step < self.config.fusion_end * len(timesteps):
+                # the sample as the UNet saw it: variance-preserving whatever the sampler's own scale
+                sample = model_input[: len(plans)]
+                noise_pred = self._fuse(noise_pred, sample, t, begin + step, *fusion)
             latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0]
         if self.memory is not None:
             self.memory.end_batch()
@@ -396,6 +404,34 @@ class Stylizer:
         for index, plan in enumerate(plans):
             plan.latents = latents[index : index + 1]
             plan.image = self._to_image(decoded[index : index + 1])
+
+    def _fusion_targets(self, plans: list["_FramePlan"], latents: torch.Tensor):
+        """Each frame's previous output latents warped onto it, and the per-pixel fusion weights
+        (the frame's fusion where the flow is trusted, 0 elsewhere); None when no frame fuses."""
+        height, width = latents.shape[-2:]
+        targets, weights = [], []
+        for plan, frame_latents in zip(plans, latents.split(1)):
+            if plan.values.fusion > 0 and plan.flow is not None and plan.state.latents is not None:
+                small_flow, small_trusted = downscale_flow(plan.flow, plan.trusted, (width, height))
+                targets.append(warp_latents(plan.state.latents, torch.from_numpy(small_flow)))
+                weights.append(torch.from_numpy(small_trusted).to(torch.float32)[None, None] * plan.values.fusion)
+            else:
+                targets.append(frame_latents)
+                weights.append(torch.zeros(1, 1, height, width))
+        if not any(weight.any() for weight in weights):
+            return None
+        device = latents.device
+        return torch.cat(targets).to(device, latents.dtype), torch.cat(weights).to(device, latents.dtype)
+
+    def _fuse(self, noise_pred, sample, t, position, targets, weights):
+        """The model output with its estimate of the clean frames pulled towards the fusion targets."""
+        alpha, sigma = noise_level(self.scheduler, t, position)
+        kind = self.scheduler.config.prediction_type
+        # in float32: at the first steps σ is large and x0 = (x − σ·ε)/α amplifies fp16 rounding
+        output, sample = noise_pred.float(), sample.float()
+        estimate = predicted_original(output, sample, alpha, sigma, kind)
+        fused = fuse(estimate, targets.float(), weights.float())
+        return output_for(fused, sample, alpha, sigma, kind).to(noise_pred.dtype)
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
         """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""

@@ -12,6 +12,30 @@ def blend_latents(prev: torch.Tensor, cur: torch.Tensor, weight: float) -> torch
     return torch.lerp(cur, prev.to(cur.dtype), weight)
 
 
+def warp_latents(latents: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample latents (B, C, H, W) at x + flow(x), bicubic (bilinear blurs more, and repeated warps add it up)."""
+    height, width = latents.shape[-2:]
+    flow = flow.to(latents.device, torch.float32)
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float32, device=latents.device),
+        torch.arange(width, dtype=torch.float32, device=latents.device),
+        indexing="ij",
+    )
+    # grid_sample's coordinates run from -1 to 1 across the pixel centres (align_corners)
+    grid_x = (xs + flow[..., 0]) * 2 / max(width - 1, 1) - 1
+    grid_y = (ys + flow[..., 1]) * 2 / max(height - 1, 1) - 1
+    grid = torch.stack([grid_x, grid_y], dim=-1).expand(latents.shape[0], -1, -1, -1)
+    warped = torch.nn.functional.grid_sample(
+        latents.float(), grid, mode="bicubic", padding_mode="border", align_corners=True
+    )
+    return warped.to(latents.dtype)
+
+
+def fuse(estimate: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pull a denoised estimate towards a target: (1 - weight)·estimate + weight·target, weight per pixel."""
+    return torch.lerp(estimate, target.to(estimate.dtype), weight.to(estimate.dtype))
+
+
 def noise_seed(seed: int, frame_index: int, mode: str) -> int:
     """The seed of a frame's noise: seed + index for 'per-frame', the seed itself otherwise."""
     return seed + frame_index if mode == "per-frame" else seed
