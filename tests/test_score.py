@@ -119,6 +119,17 @@ def test_change_from_source_is_zero_for_the_source_and_positive_for_an_altered_c
     assert len(report.per_frame["change_from_source"]) == FRAMES
 
 
+def test_a_blurred_copy_looks_steadier_but_shows_less_detail(pan, tmp_path):
+    # blur is the other way to look steady: the warp error drops, and detail says why
+    frames = read_frames(Path(pan))
+    blurred = write(tmp_path / "blurred.mp4", [cv2.GaussianBlur(frame, (0, 0), 3) for frame in frames])
+    itself, soft = score_video(pan, pan), score_video(pan, blurred)
+    assert itself.detail == pytest.approx(itself.source_detail) and itself.detail > 2
+    assert soft.source_detail == pytest.approx(itself.source_detail)
+    assert soft.detail < 0.5 * itself.detail
+    assert len(soft.per_frame["detail"]) == FRAMES and None not in soft.per_frame["detail"]
+
+
 def test_a_larger_source_is_resized_to_the_stylised_size(tmp_path):
     big = panned((128, 96), scale=2)
     source = write(tmp_path / "source-128x96.mp4", big)
@@ -178,7 +189,7 @@ def test_cli_prints_the_table_and_writes_json_and_plot(two_shots, tmp_path):
     warp_keys = {key for key in data if "warp" in key}
     assert {"warp_error", "warp_mse", "source_warp_error"} <= warp_keys
     assert all(data[key] is not None for key in warp_keys)
-    assert {"flicker", "change_from_source", "frames", "width", "height", "cuts", "per_frame"} <= set(data)
+    assert {"flicker", "change_from_source", "detail", "source_detail", "frames", "width", "height", "cuts", "per_frame"} <= set(data)
     assert (data["frames"], data["width"], data["height"], data["cuts"]) == (8, 64, 48, [4])
     assert data["cut_threshold"] == CUT_THRESHOLD
     for name in ("warp_error", "flicker", "change_from_source"):

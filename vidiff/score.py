@@ -19,6 +19,9 @@ what is left is flicker. The metrics, all averaged with one weight per frame pai
 - `change_from_source`: mean absolute difference between each stylised frame and its source frame
   (resized to the stylised size), 0-255, over every frame and pixel. A "stylisation" that changes
   nothing scores the source's own warp error, as good as it gets; this says whether that happened.
+- `detail` and `source_detail`: mean |luma − luma blurred| (Gaussian, σ = the longer side ÷ 64),
+  0-255, over every frame: the fine texture. Blur is the other way to look steady: a video whose
+  detail fades scores a low warp error too, and this says whether that happened.
 
 Pairs across a hard cut in the source (vidiff.motion.is_cut) are left out: nothing flows across a
 cut. Pairs whose flow is trusted on no pixel at all are left out too. With no pair left (a single
@@ -61,6 +64,13 @@ class PairErrors:
     trusted_fraction: float  # share of the frame's pixels the flow is trusted on
 
 
+def detail(image: np.ndarray) -> float:
+    """Fine texture of an RGB frame: mean |luma − luma blurred| (σ = the longer side ÷ 64), 0-255."""
+    luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    sigma = max(image.shape[:2]) / 64
+    return float(np.abs(luma - cv2.GaussianBlur(luma, (0, 0), sigma)).mean())
+
+
 def pair_errors(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, trusted: np.ndarray) -> PairErrors | None:
     """Warp `prev` along `flow` (cur → prev, as backward_flow gives it) and compare it with `cur`
     over the `trusted` pixels; None where no pixel is trusted."""
@@ -83,7 +93,7 @@ class ScoreReport:
 
     Pair metrics are None when no frame pair could be measured (`pairs` == 0). In the `per_frame`
     series, entry t is about the pair (t − 1, t): None at frame 0, at a cut and where the flow
-    trusted no pixel; `change_from_source` has a value for every frame.
+    trusted no pixel; `change_from_source` and `detail` have a value for every frame.
     """
 
     source: str
@@ -99,8 +109,10 @@ class ScoreReport:
     flicker: float | None
     source_warp_error: float | None
     change_from_source: float
+    detail: float  # mean fine texture of the stylised frames; see detail()
+    source_detail: float  # the same of the source frames, at the stylised size
     trusted_fraction: float | None  # mean share of pixels the flow was trusted on
-    per_frame: dict[str, list[float | None]]  # warp_error, source_warp_error, flicker, change_from_source, cut_score
+    per_frame: dict[str, list[float | None]]  # warp_error, source_warp_error, flicker, change_from_source, detail, cut_score
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,6 +133,7 @@ class ScoreReport:
             ("warp MSE", number(self.warp_mse, 6), "mean squared, 0-1"),
             ("flicker", number(self.flicker, 3), "mean |change of mean luma| after warping, 0-255"),
             ("change from source", number(self.change_from_source, 3), "mean |stylised - source|, 0-255"),
+            ("detail", number(self.detail, 3), f"fine texture, 0-255 (the source: {self.source_detail:.3f}); blur lowers it"),
             ("trusted pixels", trusted, "where the source's flow is reliable"),
         ]
         name_width = max(len(name) for name, _, _ in rows)
@@ -178,7 +191,7 @@ def score_video(
                         f"cut SOURCE the same way first)"
                     )
                 break
-            totals.change(np.abs(styl.astype(np.float32) - src.astype(np.float32)).mean())
+            totals.frame(src, styl)
             if prev_src is not None:
                 totals.pair(index, prev_src, src, prev_styl, styl, cut_threshold)
             prev_src, prev_styl = src, styl
@@ -205,14 +218,21 @@ class _Totals:
                      "trusted_fraction": 0.0}  # fmt: skip
         self.pairs = 0
         self.change_sum = 0.0
+        self.detail_sum = self.source_detail_sum = 0.0
         self.series: dict[str, list[float | None]] = {
-            "warp_error": [], "source_warp_error": [], "flicker": [], "change_from_source": [], "cut_score": [],
+            "warp_error": [], "source_warp_error": [], "flicker": [], "change_from_source": [], "detail": [], "cut_score": [],
         }  # fmt: skip
 
-    def change(self, value: float) -> None:
+    def frame(self, src: np.ndarray, styl: np.ndarray) -> None:
+        """What is measured on every frame: its change from the source, and the detail of both."""
+        value = float(np.abs(styl.astype(np.float32) - src.astype(np.float32)).mean())
         self.frames += 1
-        self.change_sum += float(value)
-        self.series["change_from_source"].append(float(value))
+        self.change_sum += value
+        self.series["change_from_source"].append(value)
+        styl_detail = detail(styl)
+        self.detail_sum += styl_detail
+        self.source_detail_sum += detail(src)
+        self.series["detail"].append(styl_detail)
         if self.frames == 1:  # frame 0 starts no pair
             for name in ("warp_error", "source_warp_error", "flicker", "cut_score"):
                 self.series[name].append(None)
@@ -240,7 +260,8 @@ class _Totals:
         return ScoreReport(
             source=source, stylised=stylised, frames=self.frames, width=size[0], height=size[1], pairs=self.pairs,
             cut_threshold=cut_threshold, cuts=self.cuts, **means,
-            change_from_source=self.change_sum / self.frames, per_frame=self.series,
+            change_from_source=self.change_sum / self.frames, detail=self.detail_sum / self.frames,
+            source_detail=self.source_detail_sum / self.frames, per_frame=self.series,
         )  # fmt: skip
 
 
