@@ -49,7 +49,7 @@ from report import machine, revision, write_section  # noqa: E402
 from train_tiny import DEFAULT_OUT as TRAINED  # noqa: E402
 from vidiff.models import TINY  # noqa: E402
 from vidiff.motion import backward_flow, is_cut  # noqa: E402
-from vidiff.score import pair_errors, score_video  # noqa: E402
+from vidiff.score import detail, pair_errors, score_video  # noqa: E402
 from vidiff.stylizer import Stylizer  # noqa: E402
 
 BEGIN, END = "<!-- temporal:begin -->", "<!-- temporal:end -->"
@@ -69,9 +69,10 @@ BASE = dict(
     crf=4,  # nearly lossless, so the codec neither adds flicker nor smooths it away
     overwrite=True,
 )
-BLEND, FLOW_BLEND = 0.2, 0.4  # the README's example blend; the flow_blend the presets had when the table was measured (now 0.6, from the --extras sweep)
+BLEND, FLOW_BLEND = 0.2, 0.4  # the README's example blend; flow_blend as the presets had it when the table was first measured
+FUSION = 1.0  # latent fusion's weight, with vidiff's default fusion_end (the first half of each frame's steps)
 # every temporal technique off; a mode turns on what it names
-OFF = dict(noise="fixed", blend=0.0, flow_blend=0.0, color_match=False, cross_frame_attn=False)
+OFF = dict(noise="fixed", blend=0.0, flow_blend=0.0, fusion=0.0, color_match=False, cross_frame_attn=False)
 
 # The modes of the issue, in its order: the Config fields each sets.
 MODES: dict[str, dict] = {
@@ -81,11 +82,16 @@ MODES: dict[str, dict] = {
     "flow-blend": dict(noise="fixed", flow_blend=FLOW_BLEND),
     "flow-blend + colour": dict(noise="fixed", flow_blend=FLOW_BLEND, color_match=True),
     "+ cross-frame attn": dict(noise="fixed", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True),
+    # not in the issue's list: Rerender-A-Video's cross-frame latent fusion, vidiff's --fusion
+    "+ latent fusion": dict(noise="fixed", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True, fusion=FUSION),
     "warped noise": dict(noise="warped"),
-    # what the bundled presets ship; latent blend stays off there (it smears motion; flow-blend follows it)
-    "everything on": dict(noise="warped", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True),
+    # the issue's four techniques together, as "everything on" was before latent fusion
+    "everything on but fusion": dict(noise="warped", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True),
+    # every technique; latent blend stays off (it smears motion; flow-blend and fusion follow it)
+    "everything on": dict(noise="warped", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True, fusion=FUSION),
 }
 FULL, PER_FRAME, FIXED, WARPED = "everything on", "per-frame noise", "fixed noise", "warped noise"
+NO_FUSION = "everything on but fusion"
 
 # The issue's targets: the full stack cuts the warp error ≥ 3× against per-frame noise and ≥ 1.5×
 # against fixed noise, while its change from the source stays ≥ 80% of per-frame noise's.
@@ -98,6 +104,9 @@ TARGET_VS_PER_FRAME, TARGET_VS_FIXED, TARGET_CHANGE = 3.0, 1.5, 0.8
 
 # Extras: pans at these speeds (px/frame, horizontal); 8 px is one latent pixel of SD's 8× VAE
 PAN_SPEEDS = (2, 4, 8, 12, 16)
+# Extras: longer clips, to see whether anything builds up over a shot (drift, fading detail)
+LONG_FRAMES, LONG_CLIPS = 30, ("pan", "zoom")
+LONG_MODES = (PER_FRAME, FIXED, NO_FUSION, FULL)
 
 
 @dataclass(frozen=True)
@@ -116,6 +125,12 @@ def jobs(extras: bool, modes: list[str]) -> list[Job]:
     for strength in (0.3, 0.4, 0.7):
         for mode in (PER_FRAME, FIXED, WARPED, FULL):
             plan.append(Job("strength", f"{mode} @ strength {strength}", {**MODES[mode], "strength": strength}))
+    for weight in (0.5, 1.0):
+        for end in (0.3, 0.5, 0.8):
+            plan.append(Job("fusion", f"everything on, fusion {weight}, fusion_end {end}",
+                            {**full, "fusion": weight, "fusion_end": end}))  # fmt: skip
+    plan.append(Job("fusion", "fixed noise + fusion 1.0", dict(noise="fixed", fusion=1.0)))
+    plan.append(Job("fusion", "per-frame noise + fusion 1.0", dict(noise="per-frame", fusion=1.0)))
     for weight in (0.0, 0.2, 0.4, 0.6, 0.8):
         plan.append(Job("flow_blend", f"everything on, flow_blend {weight}", {**full, "flow_blend": weight}))
     # what the presets ship (fixed noise, colour match, no cross-frame attention) at each weight
@@ -129,6 +144,7 @@ def jobs(extras: bool, modes: list[str]) -> list[Job]:
         ("no flow-blend", {"flow_blend": 0.0}),
         ("no colour match", {"color_match": False}),
         ("no cross-frame attn", {"cross_frame_attn": False}),
+        ("no latent fusion", {"fusion": 0.0}),
     ):
         plan.append(Job("ablation", f"everything on, {name}", {**full, **change}))
     for name, settings in (
@@ -152,15 +168,19 @@ class Run:
     warp_mse: float | None
     flicker: float | None
     change_from_source: float
+    detail: float
+    source_detail: float
     source_warp_error: float | None
     trusted_fraction: float | None
     pairs: int
     cuts: list[int]
     stylise_s: float
     score_s: float
+    series: dict | None = None  # per frame: warp_error and detail (kept for the long clips)
 
     def json(self) -> str:
-        return json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()})
+        shown = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items() if k != "series"}
+        return json.dumps(shown)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -203,9 +223,11 @@ class Bench:
         run = Run(
             clip=clip, group=job.group, mode=job.label, settings=job.settings,
             warp_error=report.warp_error, warp_mse=report.warp_mse, flicker=report.flicker,
-            change_from_source=report.change_from_source, source_warp_error=report.source_warp_error,
+            change_from_source=report.change_from_source, detail=report.detail, source_detail=report.source_detail,
+            source_warp_error=report.source_warp_error,
             trusted_fraction=report.trusted_fraction, pairs=report.pairs, cuts=report.cuts,
             stylise_s=stylised, score_s=time.perf_counter() - began - stylised,
+            series={name: report.per_frame[name] for name in ("warp_error", "detail")},
         )  # fmt: skip
         self.cache[key] = run
         return run
@@ -275,7 +297,8 @@ def vae_floor(parts, frames: list[np.ndarray]) -> dict:
         flow, trusted = backward_flow(prev, cur)
         errors.append(pair_errors(prev_trip, cur_trip, flow, trusted).warp_error)
     change = float(np.mean([np.abs(t.astype(np.float32) - f).mean() for t, f in zip(trips, frames)]))
-    return {"warp_error": float(np.mean(errors)), "change_from_source": change}
+    return {"warp_error": float(np.mean(errors)), "change_from_source": change,
+            "detail": float(np.mean([detail(t) for t in trips]))}  # fmt: skip
 
 
 # --- the report ---
@@ -296,7 +319,7 @@ def mean(values: list[float | None]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-METRICS = ("warp_error", "warp_mse", "flicker", "change_from_source")
+METRICS = ("warp_error", "warp_mse", "flicker", "change_from_source", "detail")
 
 
 def means(runs: list[Run], clips: list[str], label: str) -> dict[str, float | None]:
@@ -307,8 +330,13 @@ def means(runs: list[Run], clips: list[str], label: str) -> dict[str, float | No
 def metric_cells(m: dict) -> str:
     return (
         f"{number(m['warp_error'], 3)} | {number(m['warp_mse'], 5)} | {number(m['flicker'], 3)} | "
-        f"{number(m['change_from_source'], 2)}"
+        f"{number(m['change_from_source'], 2)} | {number(m['detail'], 2)}"
     )
+
+
+def share(value: float | None, base: float | None) -> str:
+    part = ratio(value, base)
+    return "n/a" if part is None else f"{part:.0%}"
 
 
 def times(base: float | None, value: float | None) -> str:
@@ -316,12 +344,12 @@ def times(base: float | None, value: float | None) -> str:
     return "n/a" if cut is None else f"{cut:.2f}×"
 
 
-METRIC_HEADER = "warp error ↓ | warp MSE ↓ | flicker ↓ | change from source"
+METRIC_HEADER = "warp error ↓ | warp MSE ↓ | flicker ↓ | change from source | detail"
 
 
 def per_clip_table(runs: list[Run], clips: list[str], modes: list[str], floors: dict) -> list[str]:
     by_key = {(r.clip, r.mode): r for r in runs}
-    lines = [f"| clip | mode | {METRIC_HEADER} | stylise s |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| clip | mode | {METRIC_HEADER} | stylise s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for clip in clips:
         first = next((by_key[(clip, m)] for m in modes if (clip, m) in by_key), None)
         if first is None:
@@ -330,12 +358,12 @@ def per_clip_table(runs: list[Run], clips: list[str], modes: list[str], floors: 
         lines.append(
             f"| **{clip}** | *the source itself: the floor* ({first.pairs} pairs, flow trusted on "
             f"{number(first.trusted_fraction and 100 * first.trusted_fraction, 0)}%{cuts}) | "
-            f"{number(first.source_warp_error, 3)} | | | | |"
+            f"{number(first.source_warp_error, 3)} | | | | {first.source_detail:.2f} | |"
         )
         if clip in floors:
             lines.append(
                 f"| {clip} | *the VAE round trip alone, no noise: the model's floor* (in memory) | "
-                f"{floors[clip]['warp_error']:.3f} | | | {floors[clip]['change_from_source']:.2f} | |"
+                f"{floors[clip]['warp_error']:.3f} | | | {floors[clip]['change_from_source']:.2f} | {floors[clip]['detail']:.2f} | |"
             )
         for mode in modes:
             run = by_key.get((clip, mode))
@@ -345,11 +373,16 @@ def per_clip_table(runs: list[Run], clips: list[str], modes: list[str], floors: 
 
 
 def mean_table(runs: list[Run], clips: list[str], modes: list[str]) -> list[str]:
-    lines = [f"| mode | {METRIC_HEADER} | warp error cut vs per-frame |", "|---|---:|---:|---:|---:|---:|"]
-    base = means(runs, clips, PER_FRAME)["warp_error"]
+    lines = [
+        f"| mode | {METRIC_HEADER} | warp error cut vs per-frame | detail vs per-frame |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = means(runs, clips, PER_FRAME)
     for mode in modes:
         m = means(runs, clips, mode)
-        lines.append(f"| {mode} | {metric_cells(m)} | {times(base, m['warp_error'])} |")
+        lines.append(
+            f"| {mode} | {metric_cells(m)} | {times(base['warp_error'], m['warp_error'])} | {share(m['detail'], base['detail'])} |"
+        )
     return lines
 
 
@@ -357,8 +390,9 @@ def targets(runs: list[Run], clips: list[str]) -> tuple[list[str], dict]:
     lines = [
         f"| clip | per-frame ÷ everything-on warp error (target ≥ {TARGET_VS_PER_FRAME:g}×) "
         f"| fixed ÷ everything-on warp error (target ≥ {TARGET_VS_FIXED:g}×) "
-        f"| everything-on ÷ per-frame change from source (target ≥ {TARGET_CHANGE:.0%}) |",
-        "|---|---:|---:|---:|",
+        f"| everything-on ÷ per-frame change from source (target ≥ {TARGET_CHANGE:.0%}) "
+        "| everything-on ÷ per-frame detail (no target) |",
+        "|---|---:|---:|---:|---:|",
     ]
     verdicts = {}
 
@@ -379,7 +413,7 @@ def targets(runs: list[Run], clips: list[str]) -> tuple[list[str], dict]:
         shown = f"**{label}**" if label == "mean of the clips" else label
         lines.append(
             f"| {shown} | {cell(found[0], TARGET_VS_PER_FRAME)} | {cell(found[1], TARGET_VS_FIXED)} "
-            f"| {cell(found[2], TARGET_CHANGE, percent=True)} |"
+            f"| {cell(found[2], TARGET_CHANGE, percent=True)} | {share(full['detail'], per_frame['detail'])} |"
         )
     return lines, verdicts
 
@@ -391,12 +425,35 @@ EXTRA_TITLES = {
     ),
     "flow_blend": f"flow_blend weight, with everything else on or on fixed noise with colour match (the tables above use {FLOW_BLEND})",
     "blend": "Latent blend on top of everything on",
+    "fusion": "Latent fusion: weight and fusion_end (the share of each frame's steps it acts on) with everything else on, and on plain noise",
     "ablation": "Everything on, less one technique",
     "single": "Techniques alone and in pairs, on fixed or warped noise",
 }
 
 
-def extras_tables(runs: list[Run], clips: list[str], speeds: list[Run]) -> list[str]:
+def long_table(longs: list[Run]) -> list[str]:
+    third = LONG_FRAMES // 3
+    lines = [
+        "",
+        f"#### Longer clips: {LONG_FRAMES} frames; does anything build up over a shot?",
+        "",
+        f"The pan and the zoom at {LONG_FRAMES} frames (the zoom still ends at ×{ZOOM_END}, so it moves more slowly), "
+        f"each mode once; warp error and detail over the first and the last {third} frames.",
+        "",
+        f"| clip | mode | warp error, frames 1-{third} | warp error, frames {LONG_FRAMES - third}-{LONG_FRAMES - 1} "
+        f"| detail, frames 0-{third - 1} | detail, frames {LONG_FRAMES - third}-{LONG_FRAMES - 1} | change from source |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in longs:
+        errors, details = run.series["warp_error"], run.series["detail"]
+        lines.append(
+            f"| {run.clip} | {run.mode} | {number(mean(errors[1 : third + 1]), 2)} | {number(mean(errors[-third:]), 2)} "
+            f"| {number(mean(details[:third]), 2)} | {number(mean(details[-third:]), 2)} | {run.change_from_source:.2f} |"
+        )
+    return lines
+
+
+def extras_tables(runs: list[Run], clips: list[str], speeds: list[Run], longs: list[Run]) -> list[str]:
     lines = []
     base = means(runs, clips, PER_FRAME)["warp_error"]
     for group, title in EXTRA_TITLES.items():
@@ -404,7 +461,7 @@ def extras_tables(runs: list[Run], clips: list[str], speeds: list[Run]) -> list[
         if not chosen:
             continue
         lines += ["", f"#### {title}", ""]
-        lines += [f"| settings | {METRIC_HEADER} | warp error cut vs per-frame |", "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| settings | {METRIC_HEADER} | warp error cut vs per-frame |", "|---|---:|---:|---:|---:|---:|---:|"]
         for label in dict.fromkeys(r.mode for r in chosen):
             m = means(chosen, clips, label)
             reference = base
@@ -433,6 +490,8 @@ def extras_tables(runs: list[Run], clips: list[str], speeds: list[Run]) -> list[
             lines.append(
                 f"| {clip.split()[1].removesuffix('px')} | {number(floor, 3)} | {' | '.join(shown)} | {number(rel, 2)} |"
             )
+    if longs:
+        lines += long_table(longs)
     return lines
 
 
@@ -443,12 +502,13 @@ def floor_line(floors: dict, clips: list[str]) -> list[str]:
     return [
         f"The VAE round trip alone (each frame encoded and decoded, no noise and no UNet; in memory), mean of "
         f"the clips: warp error {mean([f['warp_error'] for f in chosen]):.3f}, change from source "
-        f"{mean([f['change_from_source'] for f in chosen]):.2f}. No mode can go much below that warp error.",
+        f"{mean([f['change_from_source'] for f in chosen]):.2f}, detail {mean([f['detail'] for f in chosen]):.2f}. "
+        "No mode can go much below that warp error.",
         "",
     ]
 
 
-def section(runs, speeds, args, clips, modes, command, seconds, check, floors, parts) -> str:
+def section(runs, speeds, longs, args, clips, modes, command, seconds, check, floors, parts) -> str:
     main = [r for r in runs if r.group == "modes"]
     width, height = args.size
     target_lines, _ = targets(main, clips)
@@ -462,7 +522,7 @@ def section(runs, speeds, args, clips, modes, command, seconds, check, floors, p
         f"- **Command:** `{command}`",
         f"- **Date:** {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"- **Machine:** {machine(parts.device)}; Python {platform.python_version()}, vidiff {vidiff.__version__} at {revision()}",
-        f"- **Runtime:** {seconds:.0f} s in all: {len(runs) + len(speeds)} (clip, settings) results, "
+        f"- **Runtime:** {seconds:.0f} s in all: {len(runs) + len(speeds) + len(longs)} (clip, settings) results, "
         "each stylised then scored (identical settings are run once).",
         f"- **Clips** (benchmarks/clips.py): {args.frames} frames each at {width}x{height}, 24 fps, H.264 crf "
         f"{args.clip_crf}. pan: ({PAN_STEP[0]}, {PAN_STEP[1]}) px/frame; zoom: centred, ×1 → ×{ZOOM_END}; "
@@ -472,13 +532,16 @@ def section(runs, speeds, args, clips, modes, command, seconds, check, floors, p
         + describe(parts.name)
         + f", {str(parts.dtype).removeprefix('torch.')}, {shared}, so "
         f"{int(BASE['steps'] * BASE['strength'])} denoising steps per frame; prompt {BASE['prompt']!r}, "
-        f"negative {BASE['negative_prompt']!r}; output crf {BASE['crf']}; blend {BLEND} and flow_blend "
-        f"{FLOW_BLEND} where a mode turns them on; cut detection on in the stylizer and the scorer "
+        f"negative {BASE['negative_prompt']!r}; output crf {BASE['crf']}; blend {BLEND}, flow_blend "
+        f"{FLOW_BLEND} and fusion {FUSION} (fusion_end {vidiff.Config().fusion_end}) where a mode turns them on; "
+        "cut detection on in the stylizer and the scorer "
         f"(threshold {vidiff.Config().cut_threshold}).",
         "- **Metrics** (`vidiff.score.score_video`): warp error = mean |stylised t+1 − stylised t warped "
         "along the source's flow| over the pixels the flow is trusted on, 0-255; warp MSE, the same squared, "
         "0-1; flicker = |change of mean luma| after warping, 0-255; change from source = mean |stylised − "
-        "source|, 0-255. Pairs across a cut are left out. Means over clips weigh each clip equally.",
+        "source|, 0-255; detail = mean |luma − luma blurred (σ = the longer side ÷ 64)|, 0-255: fine texture, which "
+        "blur lowers, so that a mode can't look steady by blurring unnoticed. Pairs across a cut are left out. "
+        "Means over clips weigh each clip equally.",
         "- **Modes:** " + "; ".join(f"{m}: `{fmt(MODES[m])}`" for m in modes) + " (everything else off).",
         "",
         "### Targets: everything on against per-frame and fixed noise",
@@ -503,7 +566,7 @@ def section(runs, speeds, args, clips, modes, command, seconds, check, floors, p
         f"- |out(A) − out(B)|, same seed: {check['outputs_same_seed_differ_by']:.2f}",
         f"- |out(A) − out(A')|, same source, seed + 1: {check['outputs_same_source_other_seed_differ_by']:.2f}",
     ]
-    extra = extras_tables(runs, clips, speeds)
+    extra = extras_tables(runs, clips, speeds, longs)
     if extra:
         lines += ["", "### Extras: settings variations (not the issue's table)", "", "Means over the clips "
                   + ", ".join(clips) + " unless a table says otherwise.", *extra]  # fmt: skip
@@ -552,6 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"model_check": check}), flush=True)
     runs: list[Run] = []
     speeds: list[Run] = []
+    longs: list[Run] = []
     floors: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="vidiff-temporal-") as temporary:
         scratch = args.keep or Path(temporary)
@@ -574,8 +638,14 @@ def main(argv: list[str] | None = None) -> int:
                 for mode in (PER_FRAME, FIXED, WARPED):
                     speeds.append(bench.run(source, clip, Job("pan speed", mode, MODES[mode])))
                     print(speeds[-1].json(), flush=True)
+            for clip in LONG_CLIPS:
+                frames = clip_frames(clip, args.size, LONG_FRAMES)
+                source = write_frames(scratch / f"{clip}-{LONG_FRAMES}.mp4", frames, args.clip_crf)
+                for mode in LONG_MODES:
+                    longs.append(bench.run(source, f"{clip}, {LONG_FRAMES} frames", Job("long", mode, MODES[mode])))
+                    print(longs[-1].json(), flush=True)
     seconds = time.perf_counter() - began
-    write_section(args.out, section(runs, speeds, args, args.clips, args.modes, command, seconds, check, floors, parts),
+    write_section(args.out, section(runs, speeds, longs, args, args.clips, args.modes, command, seconds, check, floors, parts),
                   "temporal")  # fmt: skip
 
     if all(m in args.modes for m in (FULL, PER_FRAME, FIXED)):
@@ -587,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
             f"change from source {change:.0%} of per-frame's (≥ {TARGET_CHANGE:.0%})",
             file=sys.stderr,
         )
-    print(f"{len(runs) + len(speeds)} results in {seconds:.0f} s; wrote {args.out}", file=sys.stderr)
+    print(f"{len(runs) + len(speeds) + len(longs)} results in {seconds:.0f} s; wrote {args.out}", file=sys.stderr)
     return 0
 
 
