@@ -73,7 +73,7 @@ class Config:
     flow_blend: float | str = 0.0
     # Weight W with which each denoising step's estimate of the clean frame is pulled towards the
     # previous frame's output latents, warped along the source's flow, where the flow is trusted
-    # (Rerender-A-Video's cross-frame latent fusion); the last steps run free to redraw detail. Keyframes.
+    # (Rerender-A-Video's cross-frame latent fusion); the steps after fusion_end run free to redraw detail. Keyframes.
     fusion: float | str = 0.0
     # The share of each frame's denoising steps, from the first, that fusion acts on.
     fusion_end: float = 0.5
