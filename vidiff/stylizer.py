@@ -408,6 +408,8 @@ class Stylizer:
     def _fusion_targets(self, plans: list["_FramePlan"], latents: torch.Tensor):
         """Each frame's previous output latents warped onto it, and the per-pixel fusion weights
         (the frame's fusion where the flow is trusted, 0 elsewhere); None when no frame fuses."""
+        if all(plan.values.fusion == 0 for plan in plans):
+            return None
         height, width = latents.shape[-2:]
         targets, weights = [], []
         for plan, frame_latents in zip(plans, latents.split(1)):
