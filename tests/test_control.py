@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionXLControlNetImg2ImgPipeline
 from PIL import Image
 
 from conftest import tiny_controlnet
-from test_stylizer import test_frames
+from test_stylizer import reference_frame as plain_reference_frame, test_frames
 from vidiff.config import Config
 from vidiff.control import PREPROCESSORS, canny, control_image, depth_from_luma, softedge
 from vidiff.errors import VidiffError
@@ -83,18 +82,12 @@ def reference(parts, controlnet, scheduler):
 def reference_frame(pipe, frame, config, scales) -> np.ndarray:
     nets = len(scales)
     controls = [Image.fromarray(control_image(config.control[i % len(config.control)], frame)) for i in range(nets)]
-    result = pipe(
-        prompt=config.prompt,
+    return plain_reference_frame(
+        pipe, frame, config,
         negative_prompt=config.negative_prompt or None,
-        image=Image.fromarray(frame),
         control_image=controls[0] if nets == 1 else controls,
-        strength=config.strength,
-        num_inference_steps=config.steps,
-        guidance_scale=config.guidance,
         controlnet_conditioning_scale=scales[0] if nets == 1 else scales,
-        generator=torch.Generator("cpu").manual_seed(config.seed),
-    )
-    return np.array(result.images[0])
+    )  # fmt: skip
 
 
 CASES = {

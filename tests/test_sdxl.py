@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline
-from PIL import Image
 
-from test_stylizer import test_frames
+from test_stylizer import reference_frame, test_frames
 from vidiff.config import Config
 from vidiff.prompts import PromptEncoder
 from vidiff.schedulers import make_scheduler
@@ -32,17 +31,8 @@ def reference_xl(parts, scheduler: str) -> StableDiffusionXLImg2ImgPipeline:
 
 
 def reference_xl_frame(pipe, frame: np.ndarray, config: Config) -> np.ndarray:
-    result = pipe(
-        prompt=config.prompt,
-        # diffusers zeroes the unconditional side only when no negative prompt is given at all
-        negative_prompt=config.negative_prompt or None,
-        image=Image.fromarray(frame),
-        strength=config.strength,
-        num_inference_steps=config.steps,
-        guidance_scale=config.guidance,
-        generator=torch.Generator("cpu").manual_seed(config.seed),
-    )
-    return np.array(result.images[0])
+    # diffusers zeroes the unconditional side only when no negative prompt is given at all
+    return reference_frame(pipe, frame, config, negative_prompt=config.negative_prompt or None)
 
 
 @pytest.mark.parametrize(

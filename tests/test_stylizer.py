@@ -29,8 +29,9 @@ def reference_pipeline(parts, scheduler: str) -> StableDiffusionImg2ImgPipeline:
     return pipe
 
 
-def reference_frame(pipe, frame: np.ndarray, config: Config) -> np.ndarray:
-    result = pipe(
+def reference_frame(pipe, frame: np.ndarray, config: Config, **extra) -> np.ndarray:
+    """The frame as `pipe` stylises it with the config's settings; `extra` adds or replaces pipe arguments."""
+    arguments = dict(
         prompt=config.prompt,
         negative_prompt=config.negative_prompt,
         image=Image.fromarray(frame),
@@ -39,7 +40,7 @@ def reference_frame(pipe, frame: np.ndarray, config: Config) -> np.ndarray:
         guidance_scale=config.guidance,
         generator=torch.Generator("cpu").manual_seed(config.seed),
     )
-    return np.array(result.images[0])
+    return np.array(pipe(**{**arguments, **extra}).images[0])
 
 
 def test_frames(count: int = 2, size=(64, 48)) -> list[np.ndarray]:
