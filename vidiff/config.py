@@ -242,32 +242,32 @@ def split_embedding(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def _spec_list(v: Any, valid: Callable[[str], bool]) -> bool:
+    """A list of non-blank strings, each of which `valid` accepts."""
+    return isinstance(v, (tuple, list)) and all(isinstance(spec, str) and spec.strip() and valid(spec) for spec in v)
+
+
 def _weighted_list(v: Any, keyframes: bool = False) -> bool:
     """A list of 'PATH_OR_ID[:SCALE]', each scale in [-10, 10]; with `keyframes` a scale may be keyframes."""
-    if not isinstance(v, (tuple, list)):
-        return False
-    for spec in v:
-        if not isinstance(spec, str) or not spec.strip():
-            return False
+
+    def valid(spec: str) -> bool:
         path, scale = split_weighted(spec)
         if isinstance(scale, str) and not keyframes:
             return False
         scales = [k.value for k in parse_numbers(scale)] if isinstance(scale, str) else [scale]
-        if not path.strip() or not all(math.isfinite(s) and -10 <= s <= 10 for s in scales):
-            return False
-    return True
+        return bool(path.strip()) and all(math.isfinite(s) and -10 <= s <= 10 for s in scales)
+
+    return _spec_list(v, valid)
 
 
 def _embedding_list(v: Any) -> bool:
-    if not isinstance(v, (tuple, list)):
-        return False
-    for spec in v:
-        if not isinstance(spec, str) or not spec.strip():
-            return False
+    """A list of 'PATH[:TOKEN]', the token one word."""
+
+    def valid(spec: str) -> bool:
         path, token = split_embedding(spec)
-        if not path.strip() or (token is not None and (not token.strip() or " " in token)):
-            return False
-    return True
+        return bool(path.strip()) and (token is None or (bool(token.strip()) and " " not in token))
+
+    return _spec_list(v, valid)
 
 
 def _frame_rate(v: Any) -> bool:
