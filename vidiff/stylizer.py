@@ -25,7 +25,7 @@ from .motion import backward_flow, downscale_flow, is_cut, warp
 from .prompts import PromptEncoder, TextEmbedding, combine
 from .schedule import FrameValues, Timeline
 from .schedulers import make_scheduler, noise_level, output_for, predicted_original
-from .temporal import blend_latents, flow_blend, frame_change, fuse, match_colors, noise_seed, warp_latents, warp_noise
+from .temporal import blend_latents, flow_blend, frame_change, match_colors, noise_seed, warp_latents, warp_noise
 
 log = logging.getLogger("vidiff")
 
@@ -407,7 +407,8 @@ class Stylizer:
 
     def _fusion_targets(self, plans: list["_FramePlan"], latents: torch.Tensor):
         """Each frame's previous output latents warped onto it, and the per-pixel fusion weights
-        (the frame's fusion where the flow is trusted, 0 elsewhere); None when no frame fuses."""
+        (the frame's fusion where the flow is trusted, 0 elsewhere), in float32 as _fuse works;
+        None when no frame fuses."""
         if all(plan.values.fusion == 0 for plan in plans):
             return None
         height, width = latents.shape[-2:]
@@ -415,15 +416,14 @@ class Stylizer:
         for plan, frame_latents in zip(plans, latents.split(1)):
             if plan.values.fusion > 0 and plan.flow is not None and plan.state.latents is not None:
                 small_flow, small_trusted = downscale_flow(plan.flow, plan.trusted, (width, height))
-                targets.append(warp_latents(plan.state.latents, torch.from_numpy(small_flow)))
+                targets.append(warp_latents(plan.state.latents, torch.from_numpy(small_flow)).float())
                 weights.append(torch.from_numpy(small_trusted).to(torch.float32)[None, None] * plan.values.fusion)
             else:
-                targets.append(frame_latents)
+                targets.append(frame_latents.float())
                 weights.append(torch.zeros(1, 1, height, width))
         if not any(weight.any() for weight in weights):
             return None
-        device = latents.device
-        return torch.cat(targets).to(device, latents.dtype), torch.cat(weights).to(device, latents.dtype)
+        return torch.cat(targets), torch.cat(weights).to(latents.device)
 
     def _fuse(self, noise_pred, sample, t, position, targets, weights):
         """The model output with its estimate of the clean frames pulled towards the fusion targets."""
@@ -432,7 +432,7 @@ class Stylizer:
         # in float32: at the first steps σ is large and x0 = (x − σ·ε)/α amplifies fp16 rounding
         output, sample = noise_pred.float(), sample.float()
         estimate = predicted_original(output, sample, alpha, sigma, kind)
-        fused = fuse(estimate, targets.float(), weights.float())
+        fused = blend_latents(targets, estimate, weights)
         return output_for(fused, sample, alpha, sigma, kind).to(noise_pred.dtype)
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 
-def blend_latents(prev: torch.Tensor, cur: torch.Tensor, weight: float) -> torch.Tensor:
-    """Mix the previous frame's final latents into the current frame's: (1 - weight)·cur + weight·prev."""
+def blend_latents(prev: torch.Tensor, cur: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+    """(1 - weight)·cur + weight·prev; the weight a number, or a tensor (per pixel) of cur's dtype."""
     return torch.lerp(cur, prev.to(cur.dtype), weight)
 
 
@@ -29,11 +29,6 @@ def warp_latents(latents: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         latents.float(), grid, mode="bicubic", padding_mode="border", align_corners=True
     )
     return warped.to(latents.dtype)
-
-
-def fuse(estimate: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Pull a denoised estimate towards a target: (1 - weight)·estimate + weight·target, weight per pixel."""
-    return torch.lerp(estimate, target.to(estimate.dtype), weight.to(estimate.dtype))
 
 
 def noise_seed(seed: int, frame_index: int, mode: str) -> int:
