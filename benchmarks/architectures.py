@@ -12,7 +12,8 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from vidiff.models import SD15_SCHEDULER_CONFIG, TINY, ModelParts, _byte_vocab, tiny_parts
+from vidiff.models.parts import ModelParts
+from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, TINY, _byte_vocab, tiny_parts
 
 # SD-Turbo samples with Euler on trailing timesteps (its scheduler config on the hub)
 SD_TURBO_SCHEDULER_CONFIG = {

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vidiff.video import VideoWriter
+from vidiff.io.writer import VideoWriter
 
 CLIPS = ("pan", "zoom", "object", "cut")
 FPS = Fraction(24)

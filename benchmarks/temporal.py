@@ -47,10 +47,11 @@ import vidiff  # noqa: E402
 from clips import CLIPS, OBJECT_STEP, PAN_STEP, ZOOM_END, clip_frames, pan_frames, write_frames  # noqa: E402
 from report import machine, revision, write_section  # noqa: E402
 from train_tiny import DEFAULT_OUT as TRAINED  # noqa: E402
-from vidiff.models import TINY  # noqa: E402
-from vidiff.motion import backward_flow, is_cut  # noqa: E402
+from vidiff.models.tiny import TINY  # noqa: E402
+from vidiff.temporal.change import is_cut  # noqa: E402
+from vidiff.temporal.flow import backward_flow  # noqa: E402
 from vidiff.score import detail, pair_errors, score_video  # noqa: E402
-from vidiff.stylizer import Stylizer  # noqa: E402
+from vidiff.pipelines.img2img import Stylizer  # noqa: E402
 
 BEGIN, END = "<!-- temporal:begin -->", "<!-- temporal:end -->"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -292,7 +293,7 @@ def vae_floor(parts, frames: list[np.ndarray]) -> dict:
         trips.append(((decoded[0].permute(1, 2, 0).float().cpu() + 1) * 127.5).round().byte().numpy())
     errors = []
     for prev, cur, prev_trip, cur_trip in zip(frames, frames[1:], trips, trips[1:]):
-        if is_cut(prev, cur):
+        if is_cut(prev, cur, vidiff.Config.cut_threshold):
             continue
         flow, trusted = backward_flow(prev, cur)
         errors.append(pair_errors(prev_trip, cur_trip, flow, trusted).warp_error)

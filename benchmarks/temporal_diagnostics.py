@@ -28,15 +28,17 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import vidiff.attention as attention_module  # noqa: E402
-import vidiff.stylizer as stylizer_module  # noqa: E402
+import vidiff.temporal.attention as attention_module  # noqa: E402
+import vidiff.pipelines.img2img as stylizer_module  # noqa: E402
 from clips import clip_frames, pan_frames  # noqa: E402
 from temporal import BASE, MODES, OFF, load_model, make_config  # noqa: E402
-from vidiff.motion import backward_flow, downscale_flow, is_cut  # noqa: E402
-from vidiff.temporal import warp_noise  # noqa: E402
-from vidiff.schedulers import make_scheduler  # noqa: E402
+from vidiff.settings.config import Config  # noqa: E402
+from vidiff.temporal.change import is_cut  # noqa: E402
+from vidiff.temporal.flow import backward_flow, downscale_flow  # noqa: E402
+from vidiff.temporal.noise import warp_noise  # noqa: E402
+from vidiff.pipelines.samplers import make_scheduler  # noqa: E402
 from vidiff.score import pair_errors  # noqa: E402
-from vidiff.stylizer import Stylizer  # noqa: E402
+from vidiff.pipelines.img2img import Stylizer  # noqa: E402
 
 SIZE, FRAMES = (256, 192), 10
 
@@ -71,7 +73,7 @@ def round_trip(parts, frames: list[np.ndarray]) -> list[np.ndarray]:
 def warp_error(sources, images, masks=None) -> float:
     errors = []
     for t in range(1, len(sources)):
-        if is_cut(sources[t - 1], sources[t]):
+        if is_cut(sources[t - 1], sources[t], Config.cut_threshold):
             continue
         flow, trusted = backward_flow(sources[t - 1], sources[t])
         if masks is not None:

@@ -45,10 +45,11 @@ import architectures  # noqa: E402
 from report import machine, revision, write_section  # noqa: E402
 
 import vidiff  # noqa: E402
-from vidiff.models import ModelParts, resolve_device, resolve_dtype  # noqa: E402
-from vidiff.schedulers import SCHEDULERS, make_scheduler  # noqa: E402
-from vidiff.stylizer import Stylizer  # noqa: E402
-from vidiff.video import ffmpeg_exe  # noqa: E402
+from vidiff.models.device import resolve_device, resolve_dtype  # noqa: E402
+from vidiff.models.parts import ModelParts  # noqa: E402
+from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler  # noqa: E402
+from vidiff.pipelines.img2img import Stylizer  # noqa: E402
+from vidiff.io.ffmpeg import ffmpeg_exe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -387,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         parts.device, parts.dtype = device, dtype
         vidiff_parts = parts
         if args.vae_path:  # vidiff with the tiny VAE; the naive loop keeps the full one
-            from vidiff.adapters import load_vae
+            from vidiff.models.adapters import load_vae
 
             vidiff_parts = dataclasses.replace(parts)
             load_vae(vidiff_parts, args.vae_path, dtype)

@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vidiff.models import SD15_SCHEDULER_CONFIG, tiny_parts  # noqa: E402
+from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, tiny_parts  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "tiny-trained"
 SEED = 0

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vidiff.models import tiny_parts
-from vidiff.video import ffmpeg_exe
+from vidiff.models.tiny import tiny_parts
+from vidiff.io.ffmpeg import ffmpeg_exe
 
 
 def make_clip(
@@ -55,7 +55,7 @@ def read_frames(path: Path) -> list[np.ndarray]:
 
 def write_static_clip(path: Path, frames: int = 4, size=(64, 48), jitter: float = 0.0, seed: int = 0) -> Path:
     """A clip of one still picture; `jitter` adds fresh sensor-like noise to each frame."""
-    from vidiff.video import VideoWriter
+    from vidiff.io.writer import VideoWriter
 
     rng = np.random.default_rng(seed)
     width, height = size

@@ -10,11 +10,12 @@ from safetensors.torch import load_file, save_file
 
 from conftest import write_tiny_lora
 from test_stylizer import reference_frame, reference_pipeline, test_frames
-from vidiff.config import Config
+from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
-from vidiff.models import load_parts, tiny_parts
-from vidiff.prompts import PromptEncoder
-from vidiff.stylizer import Stylizer
+from vidiff.models.loading import load_parts
+from vidiff.models.tiny import tiny_parts
+from vidiff.pipelines.prompts import PromptEncoder
+from vidiff.pipelines.img2img import Stylizer
 
 CONFIG = Config(prompt="a watercolour of a heron", negative_prompt="blurry", strength=0.6, steps=5, seed=4)
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vidiff.background import Prefetch, Writer
+from vidiff.io.background import Prefetch, Writer
 
 
 def test_prefetch_keeps_order_and_reads_at_most_depth_ahead():

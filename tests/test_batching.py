@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from conftest import read_frames, write_static_clip
 from test_stylizer import reference_frame, reference_pipeline
 from vidiff.cli import cli
-from vidiff.config import Config
-from vidiff.resume import SEGMENT_FRAMES
+from vidiff.settings.config import Config
+from vidiff.io.workfolder import SEGMENT_FRAMES
 from vidiff.run import batch_end
-from vidiff.stylizer import Stylizer
+from vidiff.pipelines.img2img import Stylizer
 
 
 def moving_frames(count: int, size=(64, 48), cut_at: int | None = None) -> list[np.ndarray]:
@@ -231,7 +231,7 @@ def tiny_taesd(tmp_path_factory):
 def test_another_vae_from_a_folder_matches_diffusers_with_it(tiny_taesd):
     from diffusers import AutoencoderTiny
 
-    from vidiff.models import load_parts
+    from vidiff.models.loading import load_parts
 
     parts = load_parts("tiny", "cpu", "fp32", vae=str(tiny_taesd))
     assert isinstance(parts.vae, AutoencoderTiny) and parts.vae_source == str(tiny_taesd)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from conftest import make_clip, read_frames
 from vidiff.cli import cli
-from vidiff.video import ffmpeg_exe
+from vidiff.io.ffmpeg import ffmpeg_exe
 
 # small settings, so that anything that runs by mistake stays fast
 SMALL = {"--model": "tiny", "--max-side": "64", "--steps": "2", "--strength": "0.5"}
@@ -326,7 +326,7 @@ def test_help_exits_0(args):
 
 
 def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     original = Stylizer.batch
     seen = []

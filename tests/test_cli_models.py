@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from conftest import read_frames, tiny_controlnet, write_tiny_lora
 from vidiff.cli import cli
-from vidiff.models import tiny_parts
+from vidiff.models.tiny import tiny_parts
 
 
 def extras(folder):

@@ -10,12 +10,13 @@ from PIL import Image
 
 from conftest import tiny_controlnet
 from test_stylizer import reference_frame as plain_reference_frame, test_frames
-from vidiff.config import Config
-from vidiff.control import PREPROCESSORS, canny, control_image, depth_from_luma, softedge
+from vidiff.settings.config import Config
+from vidiff.pipelines.control_images import PREPROCESSORS, canny, control_image, depth_from_luma, softedge
 from vidiff.errors import VidiffError
-from vidiff.models import load_parts, tiny_parts
-from vidiff.schedulers import make_scheduler
-from vidiff.stylizer import Stylizer
+from vidiff.models.loading import load_parts
+from vidiff.models.tiny import tiny_parts
+from vidiff.pipelines.samplers import make_scheduler
+from vidiff.pipelines.img2img import Stylizer
 
 
 def shapes_frame(size=(64, 48)) -> np.ndarray:
@@ -31,13 +32,13 @@ def shapes_frame(size=(64, 48)) -> np.ndarray:
 @pytest.mark.parametrize("kind", list(PREPROCESSORS))
 def test_every_preprocessor_gives_an_rgb_image_of_the_frame_size(kind):
     frame = shapes_frame()
-    out = control_image(kind, frame)
+    out = control_image(kind, frame, Config.canny_low, Config.canny_high)
     assert out.shape == frame.shape and out.dtype == np.uint8
 
 
 def test_canny_marks_the_rectangle_edges_and_its_thresholds_matter():
     frame = shapes_frame()
-    edges = canny(frame)[:, :, 0]
+    edges = canny(frame, Config.canny_low, Config.canny_high)[:, :, 0]
     assert edges[20, 7:10].max() == 255  # the rectangle's left side
     assert edges[40:, :20].max() == 0  # flat background stays black
     faint = np.full_like(frame, 30)
@@ -81,7 +82,7 @@ def reference(parts, controlnet, scheduler):
 
 def reference_frame(pipe, frame, config, scales) -> np.ndarray:
     nets = len(scales)
-    controls = [Image.fromarray(control_image(config.control[i % len(config.control)], frame)) for i in range(nets)]
+    controls = [Image.fromarray(control_image(config.control[i % len(config.control)], frame, config.canny_low, config.canny_high)) for i in range(nets)]
     return plain_reference_frame(
         pipe, frame, config,
         negative_prompt=config.negative_prompt or None,
@@ -160,3 +161,9 @@ def test_a_keyframed_control_scale_hits_its_keyframes(controlnet_folders):
     assert np.abs(frame_at(4, scheduled) - frame_at(4, f"{net}:1.0")).max() <= 1
     assert np.abs(frame_at(2, scheduled) - frame_at(2, f"{net}:0.6")).max() <= 1
     assert np.abs(frame_at(0, scheduled) - frame_at(4, scheduled)).max() > 1  # the scale does change the frames
+
+
+def test_every_control_setting_has_a_preprocessor():
+    from vidiff.settings.config import CONTROLS
+
+    assert tuple(PREPROCESSORS) == CONTROLS

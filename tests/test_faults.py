@@ -11,10 +11,10 @@ import torch
 from click.testing import CliRunner
 
 from vidiff.cli import cli
-from vidiff.config import Config
+from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
-from vidiff.models import load_parts
-from vidiff.stylizer import Stylizer
+from vidiff.models.loading import load_parts
+from vidiff.pipelines.img2img import Stylizer
 
 # one frame at a time, so that a fault can strike a chosen frame
 ARGS = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", "64", "--batch-size", "1"]
@@ -82,7 +82,7 @@ def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_pat
 
 
 def test_full_disk_is_one_clear_line_and_resumable(clips, tmp_path, monkeypatch):
-    from vidiff.resume import WorkFolder
+    from vidiff.io.workfolder import WorkFolder
 
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.mp4.vidiff" / "pending-000003.png"))
     said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, WorkFolder, "save_frame", full)
@@ -91,9 +91,9 @@ def test_full_disk_is_one_clear_line_and_resumable(clips, tmp_path, monkeypatch)
 
 
 def test_a_failing_ffmpeg_leaves_no_output(clips, tmp_path, monkeypatch):
-    import vidiff.video as video
+    import vidiff.io.writer as writer
 
-    monkeypatch.setattr(video, "ffmpeg_exe", lambda: "false")  # exits at once, as a crashing encoder would
+    monkeypatch.setattr(writer, "ffmpeg_exe", lambda: "false")  # exits at once, as a crashing encoder would
     out = tmp_path / "out.mp4"
     result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(out), *ARGS, "-q"])
     assert result.exit_code == 2 and "ffmpeg" in result.stderr and "Traceback" not in result.stderr

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from test_temporal import pan, run_frames, warp_error
-from vidiff.schedulers import SCHEDULERS, make_scheduler, noise_level, output_for, predicted_original
-from vidiff.temporal import warp_latents
+from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler, noise_level, output_for, predicted_original
+from vidiff.temporal.blending import warp_latents
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
@@ -77,7 +77,7 @@ def test_fusion_lowers_the_warp_error_on_a_pan_and_more_with_more_weight(tiny):
 
 
 def test_fusion_acts_only_on_the_first_share_of_the_steps(tiny, monkeypatch):
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     fused_steps = []
     original = Stylizer._fuse

@@ -17,12 +17,13 @@ from safetensors.torch import save_file
 from conftest import write_tiny_lora
 from ldm_layout import original_layout
 from test_stylizer import test_frames
-from vidiff.adapters import _pipeline
-from vidiff.config import Config
+from vidiff.models.adapters import _pipeline
+from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
-from vidiff.models import SD15_SCHEDULER_CONFIG, checkpoint_kind, load_parts, tiny_parts
-from vidiff.schedulers import make_scheduler
-from vidiff.stylizer import Stylizer
+from vidiff.models.loading import checkpoint_kind, load_parts
+from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, tiny_parts
+from vidiff.pipelines.samplers import make_scheduler
+from vidiff.pipelines.img2img import Stylizer
 
 
 @pytest.fixture(scope="module")

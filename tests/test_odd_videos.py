@@ -20,17 +20,8 @@ from click.testing import CliRunner
 
 from conftest import read_frames
 from vidiff.cli import cli
-from vidiff.video import (
-    DEFAULT_IMAGE_FPS,
-    VideoReader,
-    _decoded_frames,
-    audio_streams,
-    ffmpeg_exe,
-    fit_size,
-    image_sequence,
-    input_identity,
-    probe,
-)
+from vidiff.io.ffmpeg import audio_streams, ffmpeg_exe
+from vidiff.io.reader import DEFAULT_IMAGE_FPS, VideoReader, _decoded_frames, fit_size, image_sequence, input_identity, probe
 
 MAX_SIDE = 64
 FAST = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", str(MAX_SIDE)]
@@ -139,7 +130,7 @@ def test_rotation_metadata_comes_out_upright(tmp_path, monkeypatch):
     source = tmp_path / "phone.mp4"
     ffmpeg("-display_rotation", 90, "-i", stored, "-c", "copy", source)  # 90° counter-clockwise on display
 
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     fed, original = [], Stylizer.batch
 

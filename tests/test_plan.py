@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import read_frames
 from vidiff import run as run_module
 from vidiff.cli import cli
-from vidiff.presets import load_preset
+from vidiff.settings.presets import load_preset
 
 SCHEDULED_PRESET = """\
 description = "Wood turning to marble"

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from vidiff.cli import cli
-from vidiff.config import PRESET_KEYS, Config
-from vidiff.presets import available, list_presets, load_preset, parse_preset, user_preset_dir
+from vidiff.settings.config import PRESET_KEYS, Config
+from vidiff.settings.presets import available, list_presets, load_preset, parse_preset, user_preset_dir
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +25,7 @@ REQUIRED = ("prompt", "negative_prompt", "strength", "steps", "guidance", "sched
             "max_side", "model")  # fmt: skip
 DEFAULTS = Config()
 # the bundled preset files, as the package ships them
-BUNDLED = sorted(p.name[: -len(".toml")] for p in (resources.files("vidiff") / "presets").iterdir()
+BUNDLED = sorted(p.name[: -len(".toml")] for p in (resources.files("vidiff.settings") / "presets").iterdir()
                  if p.name.endswith(".toml"))  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def test_bundled_preset_is_complete_and_valid(name):
             # a TOML list is a tuple in the Config
             assert getattr(config, key) == (tuple(value) if isinstance(value, list) else value), key
     # the preset parses the same from its file's bytes, as a path would load it
-    path = resources.files("vidiff") / "presets" / f"{name}.toml"
+    path = resources.files("vidiff.settings") / "presets" / f"{name}.toml"
     assert parse_preset(path.read_bytes(), name, str(path)).settings == preset.settings
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from test_stylizer import test_frames
-from vidiff.config import Config
-from vidiff.prompts import PromptEncoder
-from vidiff.stylizer import Stylizer
+from vidiff.settings.config import Config
+from vidiff.pipelines.prompts import PromptEncoder
+from vidiff.pipelines.img2img import Stylizer
 
 BASE = dict(steps=6, strength=0.5, guidance=7.5, scheduler="euler", seed=4)
 

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from conftest import make_clip, read_frames
 from vidiff.cli import cli
-from vidiff.resume import SEGMENT_FRAMES
+from vidiff.io.workfolder import SEGMENT_FRAMES
 
 # every temporal tool that carries state from frame to frame, so a resume has to restore it all
 SETTINGS = ["--model", "tiny", "--prompt", "a wooden carving", "--steps", "2", "--strength", "0.5",
@@ -66,7 +66,7 @@ def _same_as_reference(out, frames_dir, reference) -> None:
 def test_ctrl_c_saves_and_the_same_command_resumes_identically(
     long_clip, variant, reference, tmp_path, monkeypatch, stop_after
 ):
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
     args = ["stylize", str(long_clip), str(out), *SETTINGS, *variant, "--save-frames", str(frames_dir)]
@@ -121,7 +121,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_video(long_clip, variant, r
 
 
 def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS[:-1]]  # not quiet: the note is printed
@@ -144,7 +144,7 @@ def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
 
 
 def test_changed_settings_or_restart_discard_the_old_work(long_clip, tmp_path, monkeypatch):
-    from vidiff.stylizer import Stylizer
+    from vidiff.pipelines.img2img import Stylizer
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS]

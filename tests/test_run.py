@@ -16,8 +16,9 @@ from click.testing import CliRunner
 from conftest import read_frames, write_static_clip
 from vidiff import Config, stylize_video
 from vidiff.cli import cli
-from vidiff.config import RULES
-from vidiff.video import audio_streams, probe
+from vidiff.settings.config import RULES
+from vidiff.io.ffmpeg import audio_streams
+from vidiff.io.reader import probe
 
 FAST = ["--model", "tiny", "--steps", "4", "--strength", "0.5", "--prompt", "a wooden carving"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidiff.config import Config, ConfigError
-from vidiff.schedule import (
+from vidiff.settings.config import Config, ConfigError
+from vidiff.settings.keyframes import (
     Schedule, ScheduleError, Timeline, is_text_schedule, number_schedule, parse_mix, parse_numbers, parse_texts,
 )
-from vidiff.stylizer import Stylizer
+from vidiff.pipelines.img2img import Stylizer
 
 
 @pytest.mark.parametrize("interpolation", ["linear", "step", "smooth"])

@@ -16,9 +16,11 @@ from click.testing import CliRunner
 
 from conftest import make_clip, read_frames, write_static_clip
 from vidiff.cli import cli
-from vidiff.motion import CUT_THRESHOLD
+from vidiff.settings.config import Config
+
+CUT_THRESHOLD = Config.cut_threshold
 from vidiff.score import PLOT_SIZE, score_video
-from vidiff.video import VideoWriter
+from vidiff.io.writer import VideoWriter
 
 FRAMES = 8
 # pixels per frame the pan moves, (dx, dy); even, so that the half-size chroma planes of yuv420p

@@ -9,10 +9,10 @@ import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline
 
 from test_stylizer import reference_frame, test_frames
-from vidiff.config import Config
-from vidiff.prompts import PromptEncoder
-from vidiff.schedulers import make_scheduler
-from vidiff.stylizer import Stylizer
+from vidiff.settings.config import Config
+from vidiff.pipelines.prompts import PromptEncoder
+from vidiff.pipelines.samplers import make_scheduler
+from vidiff.pipelines.img2img import Stylizer
 
 
 def reference_xl(parts, scheduler: str) -> StableDiffusionXLImg2ImgPipeline:

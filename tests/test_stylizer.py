@@ -8,9 +8,9 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline
 from PIL import Image
 
-from vidiff.config import Config
-from vidiff.schedulers import SCHEDULERS, make_scheduler
-from vidiff.stylizer import Stylizer
+from vidiff.settings.config import Config
+from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler
+from vidiff.pipelines.img2img import Stylizer
 
 
 def reference_pipeline(parts, scheduler: str) -> StableDiffusionImg2ImgPipeline:

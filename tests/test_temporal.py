@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidiff.config import Config
-from vidiff.motion import backward_flow, cut_score, is_cut, warp
-from vidiff.stylizer import Stylizer
-from vidiff.temporal import flow_blend, match_colors, warp_noise
+from vidiff.settings.config import Config
+from vidiff.temporal.change import cut_score, is_cut
+from vidiff.temporal.flow import backward_flow, warp
+from vidiff.pipelines.img2img import Stylizer
+from vidiff.temporal.blending import flow_blend
+from vidiff.temporal.color import match_colors
+from vidiff.temporal.noise import warp_noise
 
 
 def textured(height=240, width=320, seed=0) -> np.ndarray:
@@ -43,8 +46,8 @@ def test_backward_flow_recovers_a_known_shift():
 def test_cut_score_is_low_within_a_shot_and_high_across_a_cut():
     a, b = pan(2, dx=2, size=(128, 96))
     other = np.full_like(a, (20, 90, 200))
-    assert cut_score(a, b) < 0.2 and not is_cut(a, b)
-    assert is_cut(a, other) and not is_cut(a, other, threshold=None)
+    assert cut_score(a, b) < 0.2 and not is_cut(a, b, Config.cut_threshold)
+    assert is_cut(a, other, Config.cut_threshold) and not is_cut(a, other, threshold=None)
 
 
 def test_warp_noise_follows_the_flow_and_stays_gaussian():

@@ -10,7 +10,10 @@ import pytest
 
 from conftest import make_clip, read_frames
 from vidiff.errors import VidiffError
-from vidiff.video import VideoReader, VideoWriter, audio_streams, exact_fps, fit_size, probe
+from vidiff.io.ffmpeg import audio_streams
+from vidiff.io.rates import exact_fps
+from vidiff.io.reader import VideoReader, fit_size, probe
+from vidiff.io.writer import VideoWriter
 
 
 @pytest.mark.parametrize(
@@ -133,9 +136,9 @@ def test_writer_with_no_frames_is_an_error(tmp_path):
 
 
 def test_writer_reports_a_failing_ffmpeg(tmp_path, monkeypatch):
-    import vidiff.video as video
+    import vidiff.io.writer as writer
 
-    monkeypatch.setattr(video, "ffmpeg_exe", lambda: "false")  # exits 1 at once, like a crashing encoder
+    monkeypatch.setattr(writer, "ffmpeg_exe", lambda: "false")  # exits 1 at once, like a crashing encoder
     out = tmp_path / "out.mp4"
     with pytest.raises(VidiffError, match="ffmpeg"):
         with VideoWriter(out, (64, 48), Fraction(24)) as writer:

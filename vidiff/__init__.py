@@ -8,11 +8,12 @@ __version__ = "0.1.0"
 
 # name -> module; imported on first use so that `vidiff --help` doesn't wait for torch and diffusers
 _API = {
-    "Config": "config",
+    "Config": "settings.config",
     "VidiffError": "errors",
-    "ModelParts": "models",
-    "load_parts": "models",
-    "load_preset": "presets",
+    "Interrupted": "errors",
+    "ModelParts": "models.parts",
+    "load_parts": "models.loading",
+    "load_preset": "settings.presets",
     "RunResult": "run",
     "stylize_video": "run",
     "score_video": "score",

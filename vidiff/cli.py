@@ -16,11 +16,11 @@ from dataclasses import fields
 import click
 
 from . import __version__
-from .config import CONTROLS, DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
-from .schedule import INTERPOLATIONS
 from .errors import Interrupted, VidiffError
-from .presets import list_presets, load_preset, user_preset_dir
-from .schedulers import SCHEDULERS
+from .pipelines.samplers import SCHEDULERS
+from .settings.config import CONTROLS, DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
+from .settings.keyframes import INTERPOLATIONS
+from .settings.presets import list_presets, load_preset, user_preset_dir
 
 DEFAULTS = Config()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C

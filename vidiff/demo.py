@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import Config
-from .presets import load_preset
+from .io.writer import VideoWriter
 from .run import RunResult, stylize_video
-from .video import VideoWriter
+from .settings.config import Config
+from .settings.presets import load_preset
 
 DEMO_PRESET = "wooden-carving"
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .config import Config
 from .errors import VidiffError
-from .schedule import Schedule, Timeline
-from .video import VideoInfo, VideoReader, check_output_path, fit_size, probe
+from .io.reader import VideoInfo, VideoReader, fit_size, probe
+from .io.writer import check_output_path
+from .settings.config import Config
+from .settings.keyframes import Schedule, Timeline
 
 
 @dataclass

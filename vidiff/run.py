@@ -14,15 +14,18 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from .config import Config
-from .schedule import split_weighted
 from .errors import Interrupted, VidiffError
-from .background import Prefetch, Writer
-from .models import TINY_MODELS, ModelParts, default_batch_size, is_out_of_memory, load_parts
+from .io.background import Prefetch, Writer
+from .io.workfolder import SEGMENT_FRAMES, WorkFolder, fingerprint
+from .io.writer import SegmentEncoder, assemble
+from .models.device import default_batch_size, is_out_of_memory
+from .models.loading import load_parts
+from .models.parts import ModelParts
+from .models.tiny import TINY_MODELS
+from .pipelines.img2img import Stylizer
 from .plan import plan_run
-from .resume import SEGMENT_FRAMES, WorkFolder, fingerprint
-from .stylizer import Stylizer
-from .video import SegmentEncoder, assemble
+from .settings.config import Config
+from .settings.keyframes import split_weighted
 
 log = logging.getLogger("vidiff")
 

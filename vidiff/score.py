@@ -43,10 +43,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import write_atomic
 from .errors import VidiffError
-from .motion import CUT_THRESHOLD, backward_flow, cut_score, is_cut, warp
-from .video import VideoReader, probe
+from .io.atomic import write_atomic
+from .io.reader import VideoReader, probe
+from .settings.config import Config
+from .temporal.change import cut_score, is_cut
+from .temporal.flow import backward_flow, warp
 
 # Rec. 601 luma, the weights OpenCV's RGB2GRAY uses
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -150,7 +152,7 @@ def _count(number: int, noun: str) -> str:
 def score_video(
     source: str | os.PathLike,
     stylised: str | os.PathLike,
-    cut_threshold: float | None = CUT_THRESHOLD,
+    cut_threshold: float | None = Config.cut_threshold,
     *,
     json_path: str | os.PathLike | None = None,
     plot_path: str | os.PathLike | None = None,

@@ -10,9 +10,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CANNY_LOW, CANNY_HIGH = 100, 200
-
-
 def _gray(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
@@ -21,7 +18,7 @@ def _rgb(gray: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 
 
-def canny(image: np.ndarray, low: int = CANNY_LOW, high: int = CANNY_HIGH) -> np.ndarray:
+def canny(image: np.ndarray, low: int, high: int) -> np.ndarray:
     """White one-pixel edges on black (Canny 1986), what canny ControlNets were trained on."""
     return _rgb(cv2.Canny(_gray(image), low, high))
 
@@ -49,7 +46,7 @@ def tile(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def control_image(kind: str, image: np.ndarray, canny_low: int = CANNY_LOW, canny_high: int = CANNY_HIGH) -> np.ndarray:
+def control_image(kind: str, image: np.ndarray, canny_low: int, canny_high: int) -> np.ndarray:
     """The control image of `kind` (one of PREPROCESSORS) for an RGB uint8 frame."""
     if kind == "canny":
         return canny(image, canny_low, canny_high)

@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from .. import __version__
+from ..errors import VidiffError
 from .atomic import write_atomic
-from .errors import VidiffError
-from .video import input_identity
+from .reader import input_identity
 
 # Settings that don't change a single output pixel: a run may resume with them changed.
 # on_bad_frame too: frames before a damaged one are the same either way, and a run stopped there

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .config import split_embedding
-from .schedule import split_weighted
-from .errors import VidiffError
-from .models import KIND_NAMES, ModelParts, _first_line, _looks_like_path, refuse_pickle
+from ..errors import VidiffError
+from ..settings.config import split_embedding
+from ..settings.keyframes import split_weighted
+from .parts import KIND_NAMES, ModelParts, _first_line, _looks_like_path, refuse_pickle
 
 
 def _pipeline(parts: ModelParts):

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import VidiffError
+from ..errors import VidiffError
 
 INTERPOLATIONS = ("linear", "step", "smooth")
 

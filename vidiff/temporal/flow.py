@@ -1,4 +1,4 @@
-"""What moved between two source frames: optical flow (OpenCV's DIS), occlusions, warping, cuts.
+"""What moved between two source frames: optical flow (OpenCV's DIS), occlusions, warping.
 
 Conventions: images are RGB uint8 (H, W, 3) numpy arrays. A flow is float32 (H, W, 2) in pixels,
 (dx, dy). `backward_flow(prev, cur)` gives, for each pixel x of `cur`, the offset to where it was
@@ -46,25 +46,6 @@ def backward_flow(prev: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.nda
     src_x, src_y = grid_x + back[..., 0], grid_y + back[..., 1]
     inside = (src_x >= 0) & (src_x <= width - 1) & (src_y >= 0) & (src_y <= height - 1)
     return back, (mismatch <= 0.01 * scale + 0.5) & inside
-
-
-def cut_score(prev: np.ndarray, cur: np.ndarray) -> float:
-    """How different two frames' colour histograms are, from 0 (same) to 1 (disjoint): high at a hard cut."""
-    hists = []
-    for image in (prev, cur):
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 8, 8], [0, 180, 0, 256, 0, 256])
-        hists.append(cv2.normalize(hist, None).flatten())
-    return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_BHATTACHARYYA))
-
-
-# cut_score above which two consecutive source frames are taken as a hard cut (a new shot)
-CUT_THRESHOLD = 0.35
-
-
-def is_cut(prev: np.ndarray, cur: np.ndarray, threshold: float | None = CUT_THRESHOLD) -> bool:
-    """Whether `cur` starts a new shot; a threshold of None never finds a cut."""
-    return threshold is not None and cut_score(prev, cur) > threshold
 
 
 def downscale_flow(flow: np.ndarray, trusted: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,8 +1,10 @@
-"""Samplers by name, each built from the model's own scheduler config, as diffusers users swap them."""
+"""Samplers by name, each built from the model's own scheduler config, as diffusers users swap them;
+and the arithmetic that turns a model output into a denoised estimate and back."""
 
 from __future__ import annotations
 
 import math
+
 
 # name -> (diffusers class, overrides applied on top of the model's scheduler config)
 SCHEDULERS: dict[str, tuple[str, dict]] = {

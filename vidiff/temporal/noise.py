@@ -1,56 +1,13 @@
-"""Temporal tools as small pure functions on tensors and arrays: no I/O and no models inside."""
+"""Each frame's starting noise: fixed, per frame, or carried along the motion (warped)."""
 
 from __future__ import annotations
 
-import cv2
-import numpy as np
 import torch
-
-
-def blend_latents(prev: torch.Tensor, cur: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
-    """(1 - weight)·cur + weight·prev; the weight a number, or a tensor (per pixel) of cur's dtype."""
-    return torch.lerp(cur, prev.to(cur.dtype), weight)
-
-
-def warp_latents(latents: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample latents (B, C, H, W) at x + flow(x), bicubic (bilinear blurs more, and repeated warps add it up)."""
-    height, width = latents.shape[-2:]
-    flow = flow.to(latents.device, torch.float32)
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32, device=latents.device),
-        torch.arange(width, dtype=torch.float32, device=latents.device),
-        indexing="ij",
-    )
-    # grid_sample's coordinates run from -1 to 1 across the pixel centres (align_corners)
-    grid_x = (xs + flow[..., 0]) * 2 / max(width - 1, 1) - 1
-    grid_y = (ys + flow[..., 1]) * 2 / max(height - 1, 1) - 1
-    grid = torch.stack([grid_x, grid_y], dim=-1).expand(latents.shape[0], -1, -1, -1)
-    warped = torch.nn.functional.grid_sample(
-        latents.float(), grid, mode="bicubic", padding_mode="border", align_corners=True
-    )
-    return warped.to(latents.dtype)
 
 
 def noise_seed(seed: int, frame_index: int, mode: str) -> int:
     """The seed of a frame's noise: seed + index for 'per-frame', the seed itself otherwise."""
     return seed + frame_index if mode == "per-frame" else seed
-
-
-def flow_blend(frame: np.ndarray, warped_prev: np.ndarray, trusted: np.ndarray, weight: float) -> np.ndarray:
-    """Blend the previous stylised frame, warped onto this one, into it where the flow is trusted (float RGB)."""
-    mask = trusted.astype(np.float32)[..., None] * weight
-    return frame.astype(np.float32) * (1 - mask) + warped_prev.astype(np.float32) * mask
-
-
-def match_colors(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Give `image` the per-channel LAB mean and spread of `reference` (Reinhard et al. 2001), as Deforum does."""
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(np.float32)
-    mean, std = lab.mean(axis=(0, 1)), lab.std(axis=(0, 1))
-    ref_mean, ref_std = ref.mean(axis=(0, 1)), ref.std(axis=(0, 1))
-    matched = (lab - mean) * (ref_std / np.maximum(std, 1e-3)) + ref_mean
-    # round, not truncate: truncation darkens every matched frame a little, itself a flicker
-    return cv2.cvtColor(np.rint(matched).clip(0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
 
 
 def warp_noise(
@@ -110,12 +67,3 @@ def warp_noise(
     )
     offset = torch.where(keep.view(height, width, 1), offset, torch.zeros_like(offset))
     return noise, offset
-
-
-def frame_change(frame: np.ndarray, reference: np.ndarray) -> float:
-    """Mean absolute difference of two RGB uint8 frames in 8-bit levels, on a quarter-size copy (cheap)."""
-    height, width = frame.shape[:2]
-    small = (max(1, width // 4), max(1, height // 4))
-    a = cv2.resize(frame, small, interpolation=cv2.INTER_AREA).astype(np.int16)
-    b = cv2.resize(reference, small, interpolation=cv2.INTER_AREA).astype(np.int16)
-    return float(np.abs(a - b).mean())

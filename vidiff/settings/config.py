@@ -9,22 +9,22 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-from .control import CANNY_HIGH, CANNY_LOW, PREPROCESSORS
-from .errors import VidiffError
-from .motion import CUT_THRESHOLD
-from .schedule import (
+from ..errors import VidiffError
+from ..io.rates import parse_fps
+from ..pipelines.samplers import SCHEDULERS
+from .keyframes import (
     INTERPOLATIONS, SCHEDULABLE, TEXT_SCHEDULABLE, ScheduleError, is_text_schedule, parse_mix, parse_numbers,
     parse_texts, split_weighted,
 )
-from .schedulers import SCHEDULERS
-from .video import BAD_FRAME_ACTIONS, parse_fps
 
 # The model a plain `vidiff stylize` uses: Stable Diffusion 1.5, fetched and cached by huggingface_hub.
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 NOISE_MODES = ("fixed", "per-frame", "warped")
-# How a source frame becomes a ControlNet's control image (see control.py).
-CONTROLS = tuple(PREPROCESSORS)
+# How a source frame becomes a ControlNet's control image (see pipelines/control_images.py).
+CONTROLS = ("canny", "softedge", "depth-from-luma", "tile")
+# What the reader does with a frame that can't be decoded in the middle of the input.
+BAD_FRAME_ACTIONS = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 
@@ -33,7 +33,7 @@ DTYPES = ("auto", "fp32", "fp16", "bf16")
 class Config:
     # --- the style ---
     # Settings marked "keyframes" also take a keyframe string that changes them over the video:
-    # "0:0.3, 48:0.7" by frame, "0s:0.3, 2.5s:0.7" by seconds from the output's start (see schedule.py).
+    # "0:0.3, 48:0.7" by frame, "0s:0.3, 2.5s:0.7" by seconds from the output's start (see keyframes.py).
 
     # What every frame should look like ("a wooden carving, detailed grain"). Keyframes travel
     # from prompt to prompt: "0:a wooden carving | 120:a marble statue".
@@ -51,7 +51,7 @@ class Config:
     steps: int = 30
     # Classifier-free guidance scale; at 1 or below CFG is off, which halves the UNet work. Keyframes.
     guidance: float | str = 7.5
-    # The sampler, by name (see schedulers.py); built from the model's own scheduler config.
+    # The sampler, by name (see pipelines/samplers.py); built from the model's own scheduler config.
     scheduler: str = "dpm++2m"
     # Seed of the noise; with noise = "fixed" every frame gets the noise of this seed. Keyframes
     # (a seed holds until the next keyframe: "0:1234, 120:99" changes it at a cut).
@@ -84,7 +84,7 @@ class Config:
     # Detect hard cuts in the source and start each shot afresh (no state carried across a cut).
     cuts: bool = True
     # Colour-histogram distance (0-1) between consecutive source frames above which a cut is declared.
-    cut_threshold: float = CUT_THRESHOLD
+    cut_threshold: float = 0.35
 
     # --- the model ---
     # A hub id, a local diffusers folder, a single-file .safetensors checkpoint, or "tiny"
@@ -115,8 +115,8 @@ class Config:
     # depth: no depth model is run), "tile" (the frame itself, for tile ControlNets).
     control: tuple[str, ...] = ("canny",)
     # Canny's hysteresis thresholds on 0-255 gradients: lower finds more (and noisier) edges.
-    canny_low: int = CANNY_LOW
-    canny_high: int = CANNY_HIGH
+    canny_low: int = 100
+    canny_high: int = 200
 
     # --- the video ---
     # Frames are scaled down to fit this many pixels on their longer side (both sides then rounded

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import PRESET_KEYS, ConfigError, check_field
-from .errors import VidiffError
+from ..errors import VidiffError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,7 +37,7 @@ def user_preset_dir() -> Path:
 
 
 def _bundled() -> dict[str, Any]:
-    folder = resources.files("vidiff") / "presets"
+    folder = resources.files("vidiff.settings") / "presets"
     return {p.name[:-5]: p for p in folder.iterdir() if p.name.endswith(".toml")}
 
 

@@ -16,16 +16,19 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from .attention import CrossFrameMemory, install_cross_frame_attention
-from .config import Config, values_of
-from .control import control_image
-from .errors import VidiffError
-from .models import ModelParts
-from .motion import backward_flow, downscale_flow, is_cut, warp
+from ..errors import VidiffError
+from ..models.parts import ModelParts
+from ..settings.config import Config, values_of
+from ..settings.keyframes import FrameValues, Timeline
+from ..temporal.attention import CrossFrameMemory, install_cross_frame_attention
+from ..temporal.blending import blend_latents, flow_blend, warp_latents
+from ..temporal.change import frame_change, is_cut
+from ..temporal.color import match_colors
+from ..temporal.flow import backward_flow, downscale_flow, warp
+from ..temporal.noise import noise_seed, warp_noise
+from .control_images import control_image
 from .prompts import PromptEncoder, TextEmbedding, combine
-from .schedule import FrameValues, Timeline
-from .schedulers import make_scheduler, noise_level, output_for, predicted_original
-from .temporal import blend_latents, flow_blend, frame_change, match_colors, noise_seed, warp_latents, warp_noise
+from .samplers import make_scheduler, noise_level, output_for, predicted_original
 
 log = logging.getLogger("vidiff")
 

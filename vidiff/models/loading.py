@@ -1,25 +1,20 @@
-"""Load the model parts (from a hub id, a local folder, a single file, or the tiny offline model),
-and pick the device and dtype. The only place that knows about devices."""
+"""Load the model parts: from a hub id, a local folder, a single file, or the tiny offline model;
+kinds (SD 1.x, 2.x, SDXL) told apart by their configs or tensor names."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .errors import VidiffError
+from ..errors import VidiffError
+from .adapters import add_embeddings, fuse_loras, load_controlnets, load_vae
+from .device import _placed, resolve_device, resolve_dtype
+from .parts import KIND_NAMES, SINGLE_FILE_SUFFIXES, ModelParts, _first_line, _looks_like_path, refuse_pickle
+from .tiny import TINY_MODELS, tiny_parts
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-SINGLE_FILE_SUFFIXES = (".safetensors",) + PICKLE_SUFFIXES
-TINY = "tiny"
 
-
-# Model kinds: which conditioning the UNet takes, and how the text is encoded for it.
-KIND_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
 # The diffusers folder whose configs a single file of each kind is loaded with, when none is given
 # (diffusers' own defaults): used from the hub cache, so one online run makes it work offline.
 DEFAULT_CONFIGS = {
@@ -27,68 +22,12 @@ DEFAULT_CONFIGS = {
     "sd2": "stabilityai/stable-diffusion-2-1",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
+
+
 SD_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
+
+
 SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline")
-# --model names of the small random models built offline, and their kinds
-TINY_MODELS = {TINY: "sd1", "tiny-sdxl": "sdxl"}
-
-
-@dataclass
-class ModelParts:
-    """What the stylizer needs, built once per run and passed in (as a diffusers pipeline is)."""
-
-    vae: Any
-    text_encoder: Any
-    tokenizer: Any
-    unet: Any
-    scheduler_config: Any  # the model's own scheduler config; samplers are built from it by name
-    device: torch.device
-    dtype: torch.dtype
-    name: str
-    kind: str = "sd1"  # "sd1", "sd2" or "sdxl" (see KIND_NAMES)
-    text_encoder_2: Any = None  # SDXL's second text encoder (with projection: it gives the pooled embedding)
-    tokenizer_2: Any = None
-    # SDXL: an empty negative prompt is all zeros rather than the encoding of "" (the model's own config)
-    force_zeros_for_empty_prompt: bool = False
-    controlnets: list = field(default_factory=list)  # ControlNetModels, in the order of `controlnet`
-    # what was loaded onto the parts, as the settings spelled it: a run checks its config against them
-    lora: tuple[str, ...] = ()
-    embedding: tuple[str, ...] = ()
-    controlnet: tuple[str, ...] = ()
-    vae_source: str = "full"  # --vae: "full" (the model's own), "tiny", or where another VAE came from
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' is cuda, then mps, then cpu; an asked-for device that isn't there is an error."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise VidiffError(f"--device {name}: no {name} device is available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto' is fp16 on cuda (half the memory, tensor cores) and fp32 elsewhere."""
-    if name == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    return DTYPES[name]
-
-
-def default_batch_size(device: torch.device, size: tuple[int, int]) -> int:
-    """Frames per batch when --batch-size isn't given: on a GPU enough to fill it (8 at 512², more when
-    smaller, at most 16); on a CPU a few, which saves per-call overhead without much memory."""
-    width, height = size
-    if device.type == "cuda":
-        return max(1, min(16, (8 * 512 * 512) // (width * height)))
-    return 4
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether `err` is the accelerator running out of memory (CUDA's own type, or MPS's message)."""
-    return isinstance(err, torch.cuda.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-    )
 
 
 def load_parts(
@@ -105,8 +44,6 @@ def load_parts(
 ) -> ModelParts:
     """Build the model parts for `model` ('tiny', 'tiny-sdxl', a local folder, a single checkpoint file,
     or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]")."""
-    from .adapters import add_embeddings, fuse_loras, load_controlnets, load_vae
-
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if model in TINY_MODELS:
@@ -129,49 +66,6 @@ def load_parts(
 def _specs(value) -> tuple[str, ...]:
     """One spec or several: a lone string is one, not a sequence of characters."""
     return (value,) if isinstance(value, str) else tuple(value)
-
-
-def _placed(parts: ModelParts, device: torch.device, dtype: torch.dtype) -> ModelParts:
-    modules = [parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet, *parts.controlnets]
-    for module in (m for m in modules if m is not None):
-        module.to(device)
-        # SDXL's VAE overflows below fp32: diffusers' SDXL pipelines run it in fp32 when its config says so
-        wanted = torch.float32 if module is parts.vae and _vae_needs_fp32(parts) else dtype
-        # cast only when needed: diffusers warns on every dtype cast it didn't do itself
-        if module.dtype != wanted:
-            module.to(dtype=wanted)
-        module.eval()
-        module.requires_grad_(False)
-    if device.type == "cuda":
-        # the layout cuDNN's convolutions run fastest in; the same numbers in another memory order
-        for module in (parts.unet, parts.vae, *parts.controlnets):
-            module.to(memory_format=torch.channels_last)
-    parts.device, parts.dtype = device, dtype
-    return parts
-
-
-def _vae_needs_fp32(parts: ModelParts) -> bool:
-    return parts.kind == "sdxl" and bool(getattr(parts.vae.config, "force_upcast", False))
-
-
-def _looks_like_path(model: str) -> bool:
-    """A hub id is 'owner/name'; anything else that names a file, or exists, is a local path."""
-    return (
-        os.path.exists(os.path.expanduser(model))
-        or model.startswith((".", "/", "~"))
-        or model.lower().endswith(SINGLE_FILE_SUFFIXES)
-        or model.count("/") > 1
-        or os.sep != "/" and os.sep in model
-    )
-
-
-def refuse_pickle(path: Path, what: str, allow_pickle: bool) -> None:
-    """Pickle files run code when loaded: only with --allow-pickle."""
-    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-        raise VidiffError(
-            f"{what} {path} is a pickle file: loading it runs code from the file. "
-            "Use a .safetensors file, or pass --allow-pickle if you trust its source"
-        )
 
 
 def _load_pretrained(model: str, dtype: torch.dtype, allow_pickle: bool, model_config: str | None) -> ModelParts:
@@ -365,116 +259,3 @@ def _looks_like(shapes: dict) -> str:
     if any(key.startswith(("encoder.down.", "first_stage_model.")) for key in keys):
         return " (it looks like a VAE alone)"
     return ""
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
-# The scheduler config of Stable Diffusion 1.5, so the tiny model samples on the same schedule.
-SD15_SCHEDULER_CONFIG = {
-    "_class_name": "PNDMScheduler",
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "clip_sample": False,
-    "prediction_type": "epsilon",
-    "timestep_spacing": "leading",
-}
-
-
-def _byte_vocab() -> dict[str, int]:
-    """A CLIP BPE vocabulary of single bytes (GPT-2's byte-to-unicode map): any text tokenises, offline."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars, extra = [], 0
-    for b in range(256):
-        if b in printable:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    vocab: dict[str, int] = {}
-    for token in chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]:
-        vocab[token] = len(vocab)
-    return vocab
-
-
-def tiny_parts(seed: int = 0, kind: str = "sd1") -> ModelParts:
-    """A tiny randomly initialised SD 1.x model (or SDXL, kind="sdxl"), built offline, the same every time.
-
-    It has SD's shape (8× VAE, cross-attention UNet, CLIP text encoders; for SDXL two of them, pooled
-    embeddings and size conditioning) at a fraction of the size, so every code path runs in seconds on
-    a CPU; its output carries no real style.
-    """
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
-
-    if kind not in ("sd1", "sdxl"):
-        raise ValueError(f"tiny models come as sd1 or sdxl, not {kind!r}")
-    vocab = _byte_vocab()
-    sdxl = kind == "sdxl"
-
-    def text_config(projection_dim: int | None = None) -> CLIPTextConfig:
-        extra = {"projection_dim": projection_dim} if projection_dim else {}
-        return CLIPTextConfig(
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-            pad_token_id=vocab["<|endoftext|>"],
-            hidden_size=32,
-            intermediate_size=37,
-            layer_norm_eps=1e-05,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(vocab),
-            max_position_embeddings=77,
-            **extra,
-        )
-
-    # SDXL: cross-attention on both encoders' hidden states side by side (32 + 32); the added
-    # embedding takes the pooled text (32) and six size/crop numbers of 8 dimensions each
-    unet_extra = (
-        {"addition_embed_type": "text_time", "addition_time_embed_dim": 8,
-         "projection_class_embeddings_input_dim": 32 + 6 * 8, "use_linear_projection": True}
-        if sdxl else {}
-    )  # fmt: skip
-    # fork_rng: seeded initialisation without touching the caller's global torch RNG state
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            sample_size=32,
-            in_channels=4,
-            out_channels=4,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=64 if sdxl else 32,
-            attention_head_dim=8,
-            norm_num_groups=8,
-            **unet_extra,
-        )
-        vae = AutoencoderKL(
-            block_out_channels=(16, 16, 32, 32),
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 4,
-            up_block_types=("UpDecoderBlock2D",) * 4,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=64,
-        )
-        text_encoder = CLIPTextModel(text_config())
-        text_encoder_2 = CLIPTextModelWithProjection(text_config(projection_dim=32)) if sdxl else None
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77) if sdxl else None
-    scheduler_config = PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG).config
-    return ModelParts(
-        vae, text_encoder, tokenizer, unet, scheduler_config, torch.device("cpu"), torch.float32, TINY,
-        kind=kind, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, force_zeros_for_empty_prompt=sdxl,
-    )  # fmt: skip

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .models import ModelParts
+from ..models.parts import ModelParts
 
 
 @dataclass(frozen=True)
