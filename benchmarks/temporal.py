@@ -51,7 +51,7 @@ from vidiff.models.tiny import TINY  # noqa: E402
 from vidiff.temporal.change import is_cut  # noqa: E402
 from vidiff.temporal.flow import backward_flow  # noqa: E402
 from vidiff.score import detail, pair_errors, score_video  # noqa: E402
-from vidiff.pipelines.img2img import Stylizer  # noqa: E402
+from vidiff.pipelines.img2img import Img2ImgProcessor  # noqa: E402
 
 BEGIN, END = "<!-- temporal:begin -->", "<!-- temporal:end -->"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -269,7 +269,7 @@ def model_check(parts, size: tuple[int, int]) -> dict:
     config = make_config({}, size, parts.name)
 
     def stylise(frame: np.ndarray, seed: int) -> np.ndarray:
-        with Stylizer(parts, config.replace(seed=seed)) as stylizer:
+        with Img2ImgProcessor(parts, config.replace(seed=seed)) as stylizer:
             return stylizer(frame, 0).image.astype(np.float32)
 
     out_a, out_b, out_a_reseeded = stylise(first, BASE["seed"]), stylise(other, BASE["seed"]), stylise(first, BASE["seed"] + 1)

@@ -38,7 +38,7 @@ from vidiff.temporal.flow import backward_flow, downscale_flow  # noqa: E402
 from vidiff.temporal.noise import warp_noise  # noqa: E402
 from vidiff.pipelines.samplers import make_scheduler  # noqa: E402
 from vidiff.score import pair_errors  # noqa: E402
-from vidiff.pipelines.img2img import Stylizer  # noqa: E402
+from vidiff.pipelines.img2img import Img2ImgProcessor  # noqa: E402
 
 SIZE, FRAMES = (256, 192), 10
 
@@ -46,7 +46,7 @@ SIZE, FRAMES = (256, 192), 10
 def stylise(parts, frames, **settings) -> tuple[list[np.ndarray], list[torch.Tensor]]:
     """The stylised frames, one at a time, and each frame's starting noise."""
     images, noises, state = [], [], None
-    with Stylizer(parts, make_config(settings, SIZE, parts.name)) as stylizer:
+    with Img2ImgProcessor(parts, make_config(settings, SIZE, parts.name)) as stylizer:
         for index, frame in enumerate(frames):
             result = stylizer(frame, index, state)
             state = result.state
@@ -219,7 +219,7 @@ def fine_noise(coarse: torch.Tensor, generator: torch.Generator, factor: int) ->
 
 
 def subpixel_noise(self, latents, generator, frame_index, seed, state, flow, trusted):
-    """A variant of Stylizer._noise for noise = "warped": the noise lives at the image's resolution
+    """A variant of Img2ImgProcessor._noise for noise = "warped": the noise lives at the image's resolution
     (64 samples per latent pixel), is carried along the flow there by vidiff's own warp_noise, and each
     latent pixel's noise is its 64 samples' sum ÷ 8, so it follows motion to within an image pixel
     instead of a latent pixel. Kept in the state's noise_offset slot: (fine noise, its offsets)."""
@@ -238,7 +238,7 @@ def subpixel_noise(self, latents, generator, frame_index, seed, state, flow, tru
     return coarse, (fine, offset)
 
 
-original_noise = stylizer_module.Stylizer._noise
+original_noise = stylizer_module.Img2ImgProcessor._noise
 
 
 def subpixel_warped_noise(parts) -> None:
@@ -246,14 +246,14 @@ def subpixel_warped_noise(parts) -> None:
     results = {}
     for variant in ("as vidiff has it", "sub-pixel"):
         if variant == "sub-pixel":
-            stylizer_module.Stylizer._noise = subpixel_noise
+            stylizer_module.Img2ImgProcessor._noise = subpixel_noise
         try:
             for clip in ("pan", "zoom", "object", "cut"):
                 frames = clip_frames(clip, SIZE, FRAMES)
                 for label, settings in (("warped noise", {"noise": "warped"}), ("everything on", MODES["everything on"])):
                     results[(variant, clip, label)] = warp_error(frames, stylise(parts, frames, **settings)[0])
         finally:
-            stylizer_module.Stylizer._noise = original_noise
+            stylizer_module.Img2ImgProcessor._noise = original_noise
     for clip in ("pan", "zoom", "object", "cut", "mean"):
         cells = []
         for label in ("warped noise", "everything on"):

@@ -48,7 +48,7 @@ import vidiff  # noqa: E402
 from vidiff.models.device import resolve_device, resolve_dtype  # noqa: E402
 from vidiff.models.parts import ModelParts  # noqa: E402
 from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler  # noqa: E402
-from vidiff.pipelines.img2img import Stylizer  # noqa: E402
+from vidiff.pipelines.img2img import Img2ImgProcessor  # noqa: E402
 from vidiff.io.ffmpeg import ffmpeg_exe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -211,7 +211,7 @@ def vidiff_options(args) -> dict:
 def flops_per_frame(parts: ModelParts, config: vidiff.Config, frame: np.ndarray) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with Stylizer(parts, config) as stylizer, FlopCounterMode(display=False) as counter:
+    with Img2ImgProcessor(parts, config) as stylizer, FlopCounterMode(display=False) as counter:
         stylizer(frame, 0)
     return float(counter.get_total_flops())
 

@@ -15,7 +15,7 @@ from vidiff.errors import VidiffError
 from vidiff.models.loading import load_parts
 from vidiff.models.tiny import tiny_parts
 from vidiff.pipelines.prompts import PromptEncoder
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 CONFIG = Config(prompt="a watercolour of a heron", negative_prompt="blurry", strength=0.6, steps=5, seed=4)
 
@@ -26,7 +26,7 @@ def lora_file(tmp_path_factory):
 
 
 def frame_of(parts, config=CONFIG) -> np.ndarray:
-    return Stylizer(parts, config)(test_frames(1)[0], 0).image
+    return Img2ImgProcessor(parts, config)(test_frames(1)[0], 0).image
 
 
 def test_lora_at_scale_0_is_no_lora(tiny, lora_file):

@@ -16,8 +16,9 @@ from test_stylizer import reference_frame, reference_pipeline
 from vidiff.cli import cli
 from vidiff.settings.config import Config
 from vidiff.io.workfolder import SEGMENT_FRAMES
-from vidiff.run import batch_end
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.io.workfolder import segment_bounds
+from vidiff.pipelines.processor import batch_window_end
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 def moving_frames(count: int, size=(64, 48), cut_at: int | None = None) -> list[np.ndarray]:
@@ -30,7 +31,7 @@ def moving_frames(count: int, size=(64, 48), cut_at: int | None = None) -> list[
 
 
 def one_at_a_time(parts, config, frames, fps=None):
-    with Stylizer(parts, config, fps) as stylizer:
+    with Img2ImgProcessor(parts, config, fps) as stylizer:
         state, images = None, []
         for index, frame in enumerate(frames):
             result = stylizer(frame, index, state)
@@ -39,10 +40,10 @@ def one_at_a_time(parts, config, frames, fps=None):
 
 
 def batched(parts, config, frames, size, fps=None):
-    with Stylizer(parts, config, fps) as stylizer:
+    with Img2ImgProcessor(parts, config, fps) as stylizer:
         state, images = None, []
         for first in range(0, len(frames), size):
-            results = stylizer.batch(frames[first : first + size], first, state)
+            results = stylizer.process(frames[first : first + size], first, state)
             state, images = results[-1].state, images + [r.image for r in results]
     return images
 
@@ -102,12 +103,17 @@ def test_a_batch_runs_the_unet_once_per_step_for_all_its_frames(tiny):
 
 def test_frames_that_need_the_previous_output_refuse_to_batch(tiny):
     for settings in (dict(blend=0.2), dict(flow_blend="0:0, 10:0.3"), dict(fusion=0.5)):
-        with Stylizer(tiny, Config(prompt="x", steps=2, **settings)) as stylizer:
+        with Img2ImgProcessor(tiny, Config(prompt="x", steps=2, **settings)) as stylizer:
             assert not stylizer.batchable
             with pytest.raises(ValueError, match="one at a time"):
-                stylizer.batch(moving_frames(2), 0)
-    with Stylizer(tiny, Config(prompt="x", noise="warped", color_match=True, cross_frame_attn=True)) as stylizer:
+                stylizer.process(moving_frames(2), 0)
+    with Img2ImgProcessor(tiny, Config(prompt="x", noise="warped", color_match=True, cross_frame_attn=True)) as stylizer:
         assert stylizer.batchable
+
+
+def batch_end(first: int, size: int) -> int:
+    """Where the batch beginning at `first` ends in a shot that starts at frame 0."""
+    return batch_window_end(first, size, *segment_bounds(first, 0, None))
 
 
 def test_batches_start_at_fixed_frames_and_never_cross_a_segment():
@@ -147,18 +153,18 @@ def test_batch_size_changes_no_frame(clip, tmp_path):
 def test_ctrl_c_mid_batch_resumes_at_the_batch_and_gives_the_uninterrupted_frames(clip, tmp_path, monkeypatch, variant):
     args = ["stylize", str(clip), str(tmp_path / "out.mp4"), *SMALL, "--batch-size", "4", *variant]
     reference = _frames_of([*args[:2], str(tmp_path / "ref.mp4"), *args[3:]], tmp_path / "ref")
-    original = Stylizer.batch
+    original = Img2ImgProcessor.process
 
     def ctrl_c_during(self, frames, first, state=None):
         if first == 4:
             os.kill(os.getpid(), signal.SIGINT)  # arrives while frames 4-7 are being stylised
         return original(self, frames, first, state)
 
-    monkeypatch.setattr(Stylizer, "batch", ctrl_c_during)
+    monkeypatch.setattr(Img2ImgProcessor, "process", ctrl_c_during)
     stopped = CliRunner().invoke(cli, [*args, "--save-frames", str(tmp_path / "out")])
     assert stopped.exit_code == 130
     assert len(list((tmp_path / "out").glob("*.png"))) == 8  # the batch in progress was finished
-    monkeypatch.setattr(Stylizer, "batch", original)
+    monkeypatch.setattr(Img2ImgProcessor, "process", original)
     resumed = CliRunner().invoke(cli, [*args, "--save-frames", str(tmp_path / "out")])
     assert resumed.exit_code == 0 and "resuming at frame 8 of" in resumed.stderr
     import cv2
@@ -170,8 +176,8 @@ def test_ctrl_c_mid_batch_resumes_at_the_batch_and_gives_the_uninterrupted_frame
 
 
 def test_batch_size_is_ignored_with_a_note_when_frames_depend_on_each_other(clip, tmp_path, monkeypatch):
-    sizes, original = [], Stylizer.batch
-    monkeypatch.setattr(Stylizer, "batch", lambda self, frames, *a, **k: sizes.append(len(frames)) or original(self, frames, *a, **k))
+    sizes, original = [], Img2ImgProcessor.process
+    monkeypatch.setattr(Img2ImgProcessor, "process", lambda self, frames, *a, **k: sizes.append(len(frames)) or original(self, frames, *a, **k))
     result = CliRunner().invoke(cli, ["stylize", str(clip), str(tmp_path / "o.mp4"), *SMALL, "--batch-size", "4",
                                       "--flow-blend", "0.3"])  # fmt: skip
     assert result.exit_code == 0 and "one at a time" in result.stderr
@@ -180,8 +186,8 @@ def test_batch_size_is_ignored_with_a_note_when_frames_depend_on_each_other(clip
 
 def test_skip_similar_reuses_the_output_of_a_still_shot(tmp_path, monkeypatch):
     still = write_static_clip(tmp_path / "still.mp4", frames=6, jitter=1.0)
-    calls, original = [], Stylizer._denoise
-    monkeypatch.setattr(Stylizer, "_denoise", lambda self, plans: calls.append(len(plans)) or original(self, plans))
+    calls, original = [], Img2ImgProcessor.denoise
+    monkeypatch.setattr(Img2ImgProcessor, "denoise", lambda self, plans: calls.append(len(plans)) or original(self, plans))
     skipped = _frames_of(["stylize", str(still), str(tmp_path / "s.mp4"), *SMALL, "--skip-similar", "3"], tmp_path / "s")
     assert sum(calls) == 1  # only the first frame went through the model
     assert len(skipped) == 6 and all(np.array_equal(frame, skipped[0]) for frame in skipped)
@@ -193,8 +199,8 @@ def test_skip_similar_reuses_the_output_of_a_still_shot(tmp_path, monkeypatch):
 def test_skip_similar_does_not_skip_a_moving_shot(tiny):
     frames = moving_frames(4)
     config = Config(prompt="x", steps=4, strength=0.5, skip_similar=3.0).validate()
-    with Stylizer(tiny, config) as stylizer:
-        results = stylizer.batch(frames, 0)
+    with Img2ImgProcessor(tiny, config) as stylizer:
+        results = stylizer.process(frames, 0)
     assert len({r.image.tobytes() for r in results}) == 4
 
 
@@ -255,15 +261,15 @@ def test_a_vae_for_another_kind_of_model_is_refused(clip, tmp_path):
 def test_the_state_keeps_what_skip_similar_compares_with_across_a_resume(tiny):
     still = [moving_frames(1)[0]] * 3
     config = Config(prompt="x", steps=4, strength=0.5, skip_similar=3.0).validate()
-    with Stylizer(tiny, config) as stylizer:
+    with Img2ImgProcessor(tiny, config) as stylizer:
         first = stylizer(still[0], 0)
         saved = stylizer.export_state(first.state)
-    with Stylizer(tiny, config) as resumed:  # a new run, from the saved state
+    with Img2ImgProcessor(tiny, config) as resumed:  # a new run, from the saved state
         state = resumed.import_state(saved)
         for name in ("source", "image", "anchor", "stylised_source"):
             assert np.array_equal(getattr(state, name), getattr(first.state, name)), name
         calls = []
-        original = resumed._denoise
-        resumed._denoise = lambda plans: calls.append(len(plans)) or original(plans)
+        original = resumed.denoise
+        resumed.denoise = lambda plans: calls.append(len(plans)) or original(plans)
         again = resumed(still[1], 1, state)
     assert calls == [] and np.array_equal(again.image, first.image)  # skipped, as without the stop

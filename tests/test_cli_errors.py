@@ -326,9 +326,9 @@ def test_help_exits_0(args):
 
 
 def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
-    original = Stylizer.batch
+    original = Img2ImgProcessor.process
     seen = []
 
     def interrupted_on_second_frame(self, frames, frame_index, state=None):
@@ -337,7 +337,7 @@ def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
             raise KeyboardInterrupt
         return original(self, frames, frame_index, state)
 
-    monkeypatch.setattr(Stylizer, "batch", interrupted_on_second_frame)
+    monkeypatch.setattr(Img2ImgProcessor, "process", interrupted_on_second_frame)
     before = snapshot(ws.root)
 
     result = CliRunner().invoke(cli, stylize_args(ws.input, ws.output, batch_size="1") + ["--quiet"])

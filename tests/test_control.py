@@ -16,7 +16,7 @@ from vidiff.errors import VidiffError
 from vidiff.models.loading import load_parts
 from vidiff.models.tiny import tiny_parts
 from vidiff.pipelines.samplers import make_scheduler
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 def shapes_frame(size=(64, 48)) -> np.ndarray:
@@ -109,12 +109,12 @@ def test_controlnet_path_matches_diffusers(controlnet_folders, case):
     scales = [float(spec.rsplit(":", 1)[1]) if spec.count(":") else 1.0 for spec in specs]
     nets = parts.controlnets[0] if len(specs) == 1 else parts.controlnets
     pipe = reference(parts, nets, config.scheduler)
-    stylizer = Stylizer(parts, config)
+    stylizer = Img2ImgProcessor(parts, config)
     frame = shapes_frame((64, 48)) // 2 + test_frames(1)[0] // 2
     ours = stylizer(frame, 0).image
     theirs = reference_frame(pipe, frame, config, scales)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    plain = Stylizer(load_parts(model, "cpu", "fp32"), config.replace(controlnet=()))(frame, 0).image
+    plain = Img2ImgProcessor(load_parts(model, "cpu", "fp32"), config.replace(controlnet=()))(frame, 0).image
     assert np.abs(ours.astype(int) - plain.astype(int)).max() > 4  # the ControlNet did act
 
 
@@ -126,7 +126,7 @@ def test_controlnet_with_every_temporal_option(controlnet_folders):
     frames = [np.roll(shapes_frame(), shift, axis=1) for shift in (0, 2, 4)]
     runs = []
     for _ in range(2):
-        with Stylizer(parts, config) as stylizer:
+        with Img2ImgProcessor(parts, config) as stylizer:
             state, images = None, []
             for index, frame in enumerate(frames):
                 result = stylizer(frame, index, state)
@@ -155,7 +155,7 @@ def test_a_keyframed_control_scale_hits_its_keyframes(controlnet_folders):
     def frame_at(index: int, spec: str) -> np.ndarray:
         config = Config(prompt="a bronze sculpture", strength=0.7, steps=5, scheduler="ddim", seed=8,
                         controlnet=(spec,), control=("canny",))  # fmt: skip
-        return Stylizer(parts, config)(frame, index).image.astype(int)
+        return Img2ImgProcessor(parts, config)(frame, index).image.astype(int)
 
     assert np.abs(frame_at(0, scheduled) - frame_at(0, f"{net}:0.2")).max() <= 1
     assert np.abs(frame_at(4, scheduled) - frame_at(4, f"{net}:1.0")).max() <= 1

@@ -14,7 +14,7 @@ from vidiff.cli import cli
 from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
 from vidiff.models.loading import load_parts
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 # one frame at a time, so that a fault can strike a chosen frame
 ARGS = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", "64", "--batch-size", "1"]
@@ -38,7 +38,7 @@ def test_nan_in_half_precision_decode_is_retried_in_fp32(caplog):
     _nan_when_half(parts.vae)
     frame = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     with caplog.at_level(logging.WARNING, logger="vidiff"):
-        result = Stylizer(parts, Config(prompt="x", steps=2, strength=0.5))(frame, 0)
+        result = Img2ImgProcessor(parts, Config(prompt="x", steps=2, strength=0.5))(frame, 0)
     assert result.image.shape == frame.shape and result.image.std() > 0
     assert parts.vae.dtype == torch.float32 and parts.unet.dtype == torch.bfloat16
     assert any("decoding in fp32" in r.message for r in caplog.records)
@@ -49,7 +49,7 @@ def test_nan_that_fp32_cannot_fix_is_a_clear_error():
     parts.vae.decode = lambda z, *a, **k: (torch.full((1, 3, 48, 64), float("nan")),)
     frame = np.zeros((48, 64, 3), np.uint8)
     with pytest.raises(VidiffError, match="NaN"):
-        Stylizer(parts, Config(prompt="x", steps=2, strength=0.5))(frame, 0)
+        Img2ImgProcessor(parts, Config(prompt="x", steps=2, strength=0.5))(frame, 0)
 
 
 def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> str:
@@ -58,7 +58,7 @@ def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> 
     original = getattr(cls, name)
 
     def failing(self, *args, **kwargs):
-        index = args[1] if name == "batch" else args[0]
+        index = args[1] if name == "process" else args[0]
         if index == 3:
             raise error
         return original(self, *args, **kwargs)
@@ -77,7 +77,7 @@ def _fails_at_frame_3_then_resumes(clip, out, monkeypatch, cls, name, error) -> 
 
 def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_path, monkeypatch):
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory")
-    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, Stylizer, "batch", oom)
+    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, Img2ImgProcessor, "process", oom)
     assert "--max-side" in said and "resume" in said
 
 

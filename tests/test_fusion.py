@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from test_temporal import pan, run_frames, warp_error
+from vidiff.pipelines.denoise import FusionHook
 from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler, noise_level, output_for, predicted_original
 from vidiff.temporal.blending import warp_latents
 
@@ -77,11 +78,9 @@ def test_fusion_lowers_the_warp_error_on_a_pan_and_more_with_more_weight(tiny):
 
 
 def test_fusion_acts_only_on_the_first_share_of_the_steps(tiny, monkeypatch):
-    from vidiff.pipelines.img2img import Stylizer
-
     fused_steps = []
-    original = Stylizer._fuse
-    monkeypatch.setattr(Stylizer, "_fuse", lambda self, *a: fused_steps.append(a[3]) or original(self, *a))
+    original = FusionHook.fuse
+    monkeypatch.setattr(FusionHook, "fuse", lambda self, *a: fused_steps.append(a[3]) or original(self, *a))
     run_frames(tiny, pan(2, dx=4, seed=1), steps=10, strength=0.8, fusion=0.7, fusion_end=0.4)
     # 8 steps on frame 1 (none on frame 0, which has no past): the first 40% of them, 3.2 → 4
     assert len(fused_steps) == 4 and fused_steps == sorted(fused_steps)

@@ -23,7 +23,7 @@ from vidiff.errors import VidiffError
 from vidiff.models.loading import checkpoint_kind, load_parts
 from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, tiny_parts
 from vidiff.pipelines.samplers import make_scheduler
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_single_file_loads_offline_with_a_config_folder(tiny, folders):
         assert_same_weights(getattr(tiny, name), getattr(parts, name))
     config = Config(prompt="a linocut", strength=0.5, steps=4)
     frame = test_frames(1)[0]
-    assert np.array_equal(Stylizer(parts, config)(frame, 0).image, Stylizer(tiny, config)(frame, 0).image)
+    assert np.array_equal(Img2ImgProcessor(parts, config)(frame, 0).image, Img2ImgProcessor(tiny, config)(frame, 0).image)
 
 
 def _text_encoder(encoder, **changes):
@@ -117,10 +117,10 @@ def test_single_file_of_each_kind_loads_offline_with_a_config_folder(kind, tmp_p
     assert folder.kind == kind
     config = Config(prompt="a linocut", negative_prompt="", strength=0.5, steps=3)
     frame = test_frames(1)[0]
-    ours = Stylizer(parts, config)(frame, 0).image
-    assert np.array_equal(ours, Stylizer(folder, config)(frame, 0).image)
+    ours = Img2ImgProcessor(parts, config)(frame, 0).image
+    assert np.array_equal(ours, Img2ImgProcessor(folder, config)(frame, 0).image)
     # and the weights mattered: the config folder's own (seed 1) give another frame
-    other = Stylizer(load_parts(str(tmp_path / "config"), "cpu", "fp32"), config)(frame, 0).image
+    other = Img2ImgProcessor(load_parts(str(tmp_path / "config"), "cpu", "fp32"), config)(frame, 0).image
     assert not np.array_equal(ours, other)
 
 
@@ -234,7 +234,7 @@ def test_v_prediction_model_matches_diffusers(folders, tmp_path):
     assert parts.scheduler_config.prediction_type == "v_prediction"
     config = Config(prompt="a fresco", negative_prompt="", strength=0.6, steps=6, scheduler="ddim", seed=5)
     frame = test_frames(1)[0]
-    ours = Stylizer(parts, config)(frame, 0).image
+    ours = Img2ImgProcessor(parts, config)(frame, 0).image
     reference = StableDiffusionImg2ImgPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
     reference.scheduler = make_scheduler("ddim", reference.scheduler.config)
     reference.set_progress_bar_config(disable=True)
@@ -242,5 +242,5 @@ def test_v_prediction_model_matches_diffusers(folders, tmp_path):
                                 num_inference_steps=config.steps, guidance_scale=config.guidance,
                                 generator=torch.Generator("cpu").manual_seed(config.seed)).images[0])  # fmt: skip
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-    epsilon = Stylizer(tiny_parts(), config)(frame, 0).image
+    epsilon = Img2ImgProcessor(tiny_parts(), config)(frame, 0).image
     assert np.abs(ours.astype(int) - epsilon.astype(int)).max() > 4  # the prediction type did matter

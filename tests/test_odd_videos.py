@@ -130,15 +130,15 @@ def test_rotation_metadata_comes_out_upright(tmp_path, monkeypatch):
     source = tmp_path / "phone.mp4"
     ffmpeg("-display_rotation", 90, "-i", stored, "-c", "copy", source)  # 90° counter-clockwise on display
 
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
-    fed, original = [], Stylizer.batch
+    fed, original = [], Img2ImgProcessor.process
 
     def recording(self, frames, *args, **kwargs):
         fed.extend(frames)
         return original(self, frames, *args, **kwargs)
 
-    monkeypatch.setattr(Stylizer, "batch", recording)
+    monkeypatch.setattr(Img2ImgProcessor, "process", recording)
     frames = stylized(source, tmp_path / "out.mp4")
 
     assert len(frames) == 2 and sizes(frames) == {(48, 64)}  # portrait

@@ -9,14 +9,14 @@ import torch
 from test_stylizer import test_frames
 from vidiff.settings.config import Config
 from vidiff.pipelines.prompts import PromptEncoder
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 BASE = dict(steps=6, strength=0.5, guidance=7.5, scheduler="euler", seed=4)
 
 
 def stylise(parts, frame, index=0, fps=None, **settings) -> np.ndarray:
     config = Config(**{"prompt": "a rabbit", **BASE, **settings}).validate()
-    with Stylizer(parts, config, fps) as stylizer:
+    with Img2ImgProcessor(parts, config, fps) as stylizer:
         return stylizer(frame, index).image.astype(int)
 
 
@@ -36,7 +36,7 @@ def conditioning_seen_by_unet(parts, config: Config, frame) -> torch.Tensor:
 
     hook = parts.unet.register_forward_pre_hook(record, with_kwargs=True)
     try:
-        with Stylizer(parts, config) as stylizer:
+        with Img2ImgProcessor(parts, config) as stylizer:
             stylizer(frame, 0)
     finally:
         hook.remove()
@@ -100,7 +100,7 @@ def test_sdxl_mixing_carries_the_pooled_embeddings(tiny_xl):
     )
     try:
         config = Config(prompt="a rabbit", negative_prompt="blurry", mix=("a frog:0.25",), **BASE).validate()
-        with Stylizer(tiny_xl, config) as stylizer:
+        with Img2ImgProcessor(tiny_xl, config) as stylizer:
             stylizer(frame, 0)
     finally:
         hook.remove()

@@ -66,25 +66,25 @@ def _same_as_reference(out, frames_dir, reference) -> None:
 def test_ctrl_c_saves_and_the_same_command_resumes_identically(
     long_clip, variant, reference, tmp_path, monkeypatch, stop_after
 ):
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
     out, frames_dir = tmp_path / "out.mp4", tmp_path / "frames"
     args = ["stylize", str(long_clip), str(out), *SETTINGS, *variant, "--save-frames", str(frames_dir)]
-    original = Stylizer.batch
+    original = Img2ImgProcessor.process
 
     def ctrl_c_during(self, frames, index, state=None):
         if index == stop_after - 1:
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, arriving mid-frame
         return original(self, frames, index, state)
 
-    monkeypatch.setattr(Stylizer, "batch", ctrl_c_during)
+    monkeypatch.setattr(Img2ImgProcessor, "process", ctrl_c_during)
     stopped = CliRunner().invoke(cli, args)
     assert stopped.exit_code == 130
     assert "run the same command again to resume" in stopped.stderr
     assert not out.exists() and (tmp_path / "out.mp4.vidiff").is_dir()
     assert len(os.listdir(frames_dir)) == stop_after  # the frame in progress was finished
 
-    monkeypatch.setattr(Stylizer, "batch", original)
+    monkeypatch.setattr(Img2ImgProcessor, "process", original)
     resumed = CliRunner().invoke(cli, [arg for arg in args if arg != "-q"])
     assert resumed.exit_code == 0, resumed.stderr
     assert f"resuming at frame {stop_after} of" in resumed.stderr
@@ -121,11 +121,11 @@ def test_sigkill_then_resume_gives_the_uninterrupted_video(long_clip, variant, r
 
 
 def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS[:-1]]  # not quiet: the note is printed
-    original = Stylizer.batch
+    original = Img2ImgProcessor.process
     seen = []
 
     def ctrl_c_at_five(self, frames, index, state=None):
@@ -134,7 +134,7 @@ def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, frames, index, state)
 
-    monkeypatch.setattr(Stylizer, "batch", ctrl_c_at_five)
+    monkeypatch.setattr(Img2ImgProcessor, "process", ctrl_c_at_five)
     assert CliRunner().invoke(cli, args).exit_code == 130
     seen.clear()
     resumed = CliRunner().invoke(cli, args)
@@ -144,11 +144,11 @@ def test_resume_says_where_it_continues(long_clip, tmp_path, monkeypatch):
 
 
 def test_changed_settings_or_restart_discard_the_old_work(long_clip, tmp_path, monkeypatch):
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
     out = tmp_path / "out.mp4"
     args = ["stylize", str(long_clip), str(out), *SETTINGS]
-    original = Stylizer.batch
+    original = Img2ImgProcessor.process
     seen, stop = [], [True]
 
     def ctrl_c_at_three(self, frame, index, state=None):
@@ -157,7 +157,7 @@ def test_changed_settings_or_restart_discard_the_old_work(long_clip, tmp_path, m
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, frame, index, state)
 
-    monkeypatch.setattr(Stylizer, "batch", ctrl_c_at_three)
+    monkeypatch.setattr(Img2ImgProcessor, "process", ctrl_c_at_three)
     assert CliRunner().invoke(cli, args).exit_code == 130
     seen.clear()
     stop[0] = False

@@ -9,7 +9,7 @@ from vidiff.settings.config import Config, ConfigError
 from vidiff.settings.keyframes import (
     Schedule, ScheduleError, Timeline, is_text_schedule, number_schedule, parse_mix, parse_numbers, parse_texts,
 )
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 @pytest.mark.parametrize("interpolation", ["linear", "step", "smooth"])
@@ -163,7 +163,7 @@ def test_a_constant_schedule_is_the_plain_value():
 
 def _frame(parts, index: int, fps=None, **settings) -> np.ndarray:
     config = Config(**{"prompt": "a lighthouse", "steps": 8, "strength": 0.5, "scheduler": "euler", **settings})
-    with Stylizer(parts, config.validate(), fps) as stylizer:
+    with Img2ImgProcessor(parts, config.validate(), fps) as stylizer:
         return stylizer(FRAME, index).image.astype(int)
 
 

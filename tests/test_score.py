@@ -136,12 +136,12 @@ def test_a_larger_source_is_resized_to_the_stylised_size(tmp_path):
     big = panned((128, 96), scale=2)
     source = write(tmp_path / "source-128x96.mp4", big)
     small = [cv2.resize(frame, (64, 48), interpolation=cv2.INTER_AREA) for frame in big]
-    stylised = write(tmp_path / "stylised-64x48.mp4", small)
-    report = score_video(source, stylised)
+    stylized = write(tmp_path / "stylised-64x48.mp4", small)
+    report = score_video(source, stylized)
     assert (report.width, report.height, report.frames, report.pairs) == (64, 48, FRAMES, FRAMES - 1)
     # compared at the same size and lined up, the stylised frames are the source's own: far closer
     # to it than to their neighbours, one pan step away, and moving as it does
-    decoded = [frame.astype(np.float32) for frame in read_frames(Path(stylised))]
+    decoded = [frame.astype(np.float32) for frame in read_frames(Path(stylized))]
     one_step = np.mean([np.abs(b - a).mean() for a, b in zip(decoded, decoded[1:])])
     assert report.change_from_source < 0.25 * one_step
     assert report.warp_error < 0.05 * one_step

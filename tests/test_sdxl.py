@@ -12,7 +12,7 @@ from test_stylizer import reference_frame, test_frames
 from vidiff.settings.config import Config
 from vidiff.pipelines.prompts import PromptEncoder
 from vidiff.pipelines.samplers import make_scheduler
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 def reference_xl(parts, scheduler: str) -> StableDiffusionXLImg2ImgPipeline:
@@ -44,7 +44,7 @@ def test_sdxl_matches_diffusers_img2img(tiny_xl, scheduler, negative, guidance):
         prompt="a wooden carving of a fox", negative_prompt=negative, strength=0.6, steps=6,
         guidance=guidance, scheduler=scheduler, seed=3,
     )  # fmt: skip
-    stylizer = Stylizer(tiny_xl, config)
+    stylizer = Img2ImgProcessor(tiny_xl, config)
     pipe = reference_xl(tiny_xl, scheduler)
     for index, frame in enumerate(test_frames(2, size=(64, 40))):
         ours = stylizer(frame, index).image
@@ -76,12 +76,12 @@ def test_sdxl_empty_negative_prompt_is_zeros_only_when_the_config_says_so(tiny_x
 
 def test_sdxl_size_conditioning_is_the_frame_uncropped(tiny_xl):
     config = Config(prompt="oil painting", strength=0.5, steps=4, seed=1)
-    stylizer = Stylizer(tiny_xl, config)
-    prompt_embeds, pooled_embeds = stylizer._conditioning(stylizer.timeline.at(0), True)
+    stylizer = Img2ImgProcessor(tiny_xl, config)
+    values = stylizer.timeline.at(0)
 
     def time_ids(height, width):
         frame = np.zeros((height, width, 3), np.uint8)
-        return stylizer._frame_conditioning([frame], prompt_embeds, pooled_embeds, True).added["time_ids"]
+        return stylizer.conditioner.prepare([frame], [values], True).added["time_ids"]
 
     small, large = time_ids(40, 64), time_ids(48, 80)
     assert small.tolist()[0] == [40, 64, 0, 0, 40, 64] and large.tolist()[0] == [48, 80, 0, 0, 48, 80]

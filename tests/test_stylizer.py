@@ -10,7 +10,7 @@ from PIL import Image
 
 from vidiff.settings.config import Config
 from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
 def reference_pipeline(parts, scheduler: str) -> StableDiffusionImg2ImgPipeline:
@@ -65,7 +65,7 @@ def test_matches_diffusers_img2img_for_every_scheduler(tiny, scheduler):
         noise="fixed",
         blend=0.0,
     )
-    stylizer = Stylizer(tiny, config)
+    stylizer = Img2ImgProcessor(tiny, config)
     pipe = reference_pipeline(tiny, scheduler)
     for index, frame in enumerate(test_frames()):
         ours = stylizer(frame, index).image
@@ -79,7 +79,7 @@ def test_matches_diffusers_img2img_for_every_scheduler(tiny, scheduler):
 @pytest.mark.parametrize("guidance", [1.0, 0.0])
 def test_matches_diffusers_without_cfg(tiny, guidance):
     config = Config(prompt="a watercolour", strength=0.5, steps=6, guidance=guidance, scheduler="euler-a", seed=2)
-    stylizer = Stylizer(tiny, config)
+    stylizer = Img2ImgProcessor(tiny, config)
     frame = test_frames(1)[0]
     theirs = reference_frame(reference_pipeline(tiny, "euler-a"), frame, config)
     batches = []
@@ -96,7 +96,7 @@ def test_prompt_is_encoded_once_per_video(tiny, monkeypatch):
     calls = []
     original = tiny.text_encoder.forward
     monkeypatch.setattr(tiny.text_encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
-    stylizer = Stylizer(tiny, Config(prompt="a marble statue", negative_prompt="colour", steps=4, strength=0.5))
+    stylizer = Img2ImgProcessor(tiny, Config(prompt="a marble statue", negative_prompt="colour", steps=4, strength=0.5))
     for index, frame in enumerate(test_frames(3)):
         stylizer(frame, index)
     assert len(calls) == 2  # the prompt and the negative prompt, once each for the whole video
@@ -104,24 +104,24 @@ def test_prompt_is_encoded_once_per_video(tiny, monkeypatch):
 
 def test_fixed_noise_is_the_same_on_every_frame_and_per_frame_noise_is_not(tiny):
     frame = test_frames(1)[0]
-    fixed = Stylizer(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="fixed", seed=9))
-    per_frame = Stylizer(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="per-frame", seed=9))
+    fixed = Img2ImgProcessor(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="fixed", seed=9))
+    per_frame = Img2ImgProcessor(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="per-frame", seed=9))
     # the same picture at two frame indices: fixed noise gives the same output, per-frame doesn't
     assert np.array_equal(fixed(frame, 0).image, fixed(frame, 5).image)
     assert not np.array_equal(per_frame(frame, 0).image, per_frame(frame, 5).image)
     # per-frame noise at index i is the fixed noise of seed + i
-    shifted = Stylizer(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="fixed", seed=14))
+    shifted = Img2ImgProcessor(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="fixed", seed=14))
     assert np.array_equal(per_frame(frame, 5).image, shifted(frame, 0).image)
 
 
 def test_blend_zero_gives_independent_frames(tiny):
     frames = test_frames(3)
     config = Config(prompt="claymation", steps=4, strength=0.5, blend=0.0, noise="per-frame")
-    stylizer = Stylizer(tiny, config)
+    stylizer = Img2ImgProcessor(tiny, config)
     state = None
     for index, frame in enumerate(frames):
         chained = stylizer(frame, index, state)
-        alone = Stylizer(tiny, config)(frame, index, None)
+        alone = Img2ImgProcessor(tiny, config)(frame, index, None)
         assert np.array_equal(chained.image, alone.image)
         state = chained.state
 
@@ -133,7 +133,7 @@ def test_blend_lowers_frame_to_frame_change_on_a_static_clip(tiny):
     frames = [(still + rng.normal(0, 12, still.shape)).clip(0, 255).astype(np.uint8) for _ in range(6)]
 
     def mean_change(blend: float) -> float:
-        stylizer = Stylizer(tiny, Config(prompt="ukiyo-e", steps=4, strength=0.5, blend=blend, noise="per-frame"))
+        stylizer = Img2ImgProcessor(tiny, Config(prompt="ukiyo-e", steps=4, strength=0.5, blend=blend, noise="per-frame"))
         state, outputs = None, []
         for index, frame in enumerate(frames):
             result = stylizer(frame, index, state)
@@ -150,7 +150,7 @@ def test_same_settings_give_identical_frames(tiny):
     config = Config(prompt="pencil sketch", steps=5, strength=0.6, scheduler="euler-a", blend=0.3)
     runs = []
     for _ in range(2):
-        stylizer, state, images = Stylizer(tiny, config), None, []
+        stylizer, state, images = Img2ImgProcessor(tiny, config), None, []
         for index, frame in enumerate(test_frames(3)):
             result = stylizer(frame, index, state)
             state = result.state

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+import vidiff.pipelines.latents as latents_module
 from vidiff.settings.config import Config
 from vidiff.temporal.change import cut_score, is_cut
 from vidiff.temporal.flow import backward_flow, warp
-from vidiff.pipelines.img2img import Stylizer
+from vidiff.pipelines.img2img import Img2ImgProcessor
 from vidiff.temporal.blending import flow_blend
 from vidiff.temporal.color import match_colors
 from vidiff.temporal.noise import warp_noise
@@ -138,7 +139,7 @@ def test_match_colors_takes_the_reference_statistics():
 def run_frames(tiny, frames, **settings) -> list:
     config = Config(prompt="a wooden carving", steps=4, strength=0.5, seed=3).replace(**settings)
     results, state = [], None
-    with Stylizer(tiny, config) as stylizer:
+    with Img2ImgProcessor(tiny, config) as stylizer:
         for index, frame in enumerate(frames):
             result = stylizer(frame, index, state)
             state = result.state
@@ -181,8 +182,8 @@ def test_flow_blend_starts_from_the_previous_output_warped_onto_the_frame(tiny, 
     # the image the VAE encodes is the frame blended with the previous output, warped by the flow
     frames = pan(2, dx=4, seed=7)
     encoded = []
-    original = Stylizer._to_tensor
-    monkeypatch.setattr(Stylizer, "_to_tensor", lambda self, image: encoded.append(np.array(image)) or original(self, image))
+    original = latents_module.to_tensor
+    monkeypatch.setattr(latents_module, "to_tensor", lambda image, parts: encoded.append(np.array(image)) or original(image, parts))
     results = run_frames(tiny, frames, flow_blend=0.7)
     flow, trusted = backward_flow(frames[0], frames[1])
     expected = flow_blend(frames[1], warp(results[0].image, flow), trusted, 0.7)
@@ -208,7 +209,7 @@ def test_a_cut_resets_the_state(tiny):
     assert [r.new_shot for r in results] == [True, False, False, True, False]
     # the first frame after the cut is stylised as if the video began there
     alone = run_frames(tiny, shot_b[:1], **settings)[0]
-    with Stylizer(tiny, Config(prompt="a wooden carving", steps=4, strength=0.5, seed=3).replace(**settings)) as s:
+    with Img2ImgProcessor(tiny, Config(prompt="a wooden carving", steps=4, strength=0.5, seed=3).replace(**settings)) as s:
         fresh = s(shot_b[0], 3, None)
     assert np.array_equal(results[3].image, fresh.image)
     assert alone.new_shot

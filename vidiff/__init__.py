@@ -18,6 +18,7 @@ _API = {
     "stylize_video": "run",
     "score_video": "score",
     "ScoreReport": "score",
+    "Progress": "run",
 }
 __all__ = [*_API, "__version__"]
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+from contextlib import contextmanager
 from dataclasses import fields
 
 import click
@@ -241,8 +244,30 @@ def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> 
         return
     from .run import stylize_video
 
-    result = stylize_video(input, output, config, progress=not quiet)
+    with _graceful_interrupts() as cancel:
+        result = stylize_video(input, output, config, progress=not quiet, cancel=cancel)
     click.echo(result.summary())
+
+
+@contextmanager
+def _graceful_interrupts():
+    """The first Ctrl-C lets the frames in progress finish (then the run stops, resumable); a second stops at once."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def handler(signum, frame):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        logging.getLogger("vidiff").warning("stopping after this frame (Ctrl-C again to stop at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @cli.command()
@@ -293,7 +318,7 @@ def demo(output: str, overwrite: bool, quiet: bool) -> None:
 
 @cli.command()
 @click.argument("source", type=click.Path(dir_okay=True, path_type=str))
-@click.argument("stylised", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("stylized", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--json", "json_path", type=click.Path(path_type=str), default=None, metavar="FILE",
               help="Also write every figure, and the per-frame series, as JSON to FILE.")
 @click.option("--plot", "plot_path", type=click.Path(path_type=str), default=None, metavar="FILE.png",
@@ -305,13 +330,13 @@ def demo(output: str, overwrite: bool, quiet: bool) -> None:
               metavar="T", show_default=True,
               help="Colour-histogram distance in (0, 1] between SOURCE frames that counts as a cut.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; the figures still print.")
-def score(source: str, stylised: str, json_path: str | None, plot_path: str | None, cuts: bool, cut_threshold: float,
+def score(source: str, stylized: str, json_path: str | None, plot_path: str | None, cuts: bool, cut_threshold: float,
           quiet: bool) -> None:
-    """Measure the flicker of STYLISED against the motion of SOURCE, the video it was made from.
+    """Measure the flicker of STYLIZED against the motion of SOURCE, the video it was made from.
 
     Stylised frame t is warped onto t+1 along SOURCE's optical flow and compared over the pixels
     the flow is trusted on. warp error: mean absolute difference on 0-255; warp MSE: mean squared
-    difference on 0-1; flicker: change of mean brightness; change from source: mean |STYLISED -
+    difference on 0-1; flicker: change of mean brightness; change from source: mean |STYLIZED -
     SOURCE| on 0-255, which is near 0 when the stylisation did little. Pairs across a cut in
     SOURCE are left out.
     """
@@ -321,7 +346,7 @@ def score(source: str, stylised: str, json_path: str | None, plot_path: str | No
     if not cuts and ctx.get_parameter_source("cut_threshold") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--cut-threshold and --no-cuts contradict each other; give one of them")
     threshold = cut_threshold if cuts else None
-    report = score_video(source, stylised, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
+    report = score_video(source, stylized, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
     click.echo(report.table())
 
 

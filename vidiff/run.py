@@ -1,31 +1,32 @@
-"""The loop: read → stylise → write, with progress. The only orchestrator."""
+"""The loop over shots and windows: read → process → write, with progress, cancel and resume. The only orchestrator."""
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from .errors import Interrupted, VidiffError
 from .io.background import Prefetch, Writer
-from .io.workfolder import SEGMENT_FRAMES, WorkFolder, fingerprint
+from .io.workfolder import SEGMENT_FRAMES, Checkpoint, ShotFolder, WorkFolder, fingerprint, segment_bounds
 from .io.writer import SegmentEncoder, assemble
 from .models.device import default_batch_size, is_out_of_memory
-from .models.loading import load_parts
+from .models.loading import check_parts, load_parts
 from .models.parts import ModelParts
 from .models.tiny import TINY_MODELS
-from .pipelines.img2img import Stylizer
-from .plan import plan_run
+from .pipelines.img2img import Img2ImgProcessor
+from .pipelines.processor import Processor
+from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
-from .settings.keyframes import split_weighted
 
 log = logging.getLogger("vidiff")
 
@@ -49,6 +50,16 @@ class RunResult:
         )
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What on_progress is told after each finished frame."""
+
+    done: int  # frames finished, those of earlier runs included
+    total: int  # frames planned (with cut detection off, the container's count: an estimate)
+    frame: np.ndarray  # the frame just finished, RGB uint8 (height, width, 3)
+    index: int  # its frame number
+
+
 def stylize_video(
     input: str | os.PathLike,
     output: str | os.PathLike,
@@ -56,32 +67,34 @@ def stylize_video(
     *,
     parts: ModelParts | None = None,
     progress: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
     **settings,
 ) -> RunResult:
     """Stylise the video at `input` into `output` and return what was done.
 
     `config` holds the settings (see vidiff.Config); keyword `settings` override its fields, so
     `stylize_video("in.mp4", "out.mp4", prompt="a wooden carving", strength=0.6)` works alone.
-    Pass `parts` (from vidiff.load_parts) to reuse loaded models across videos.
+    Pass `parts` (from vidiff.load_parts) to reuse loaded models across videos; a run leaves them as
+    it found them. `on_progress(Progress)` is called after each finished frame, in this thread.
+    Setting `cancel` (from any thread) stops the run after the window in progress (one frame, or a
+    batch): the work is saved and Interrupted is raised; calling again with the same arguments
+    resumes it, bit-identically. `progress` shows a progress bar on stderr.
     Raises VidiffError, with a message meant for the user, for anything the user can fix.
     """
     began = time.perf_counter()
     config = (config or Config()).replace(**settings)
 
-    # 1. Check the settings, the input and the output before any expensive work
+    # 1. Check the settings, the input and the output, and find the shots, before any expensive work
     plan = plan_run(input, output, config)
-    info, size, reader = plan.info, plan.size, plan.reader
     for warning in plan.warnings():
         log.warning(warning)
 
-    # 2. Build the model parts once, then prepare the per-video state (prompt embeddings, sampler)
+    # 2. Build the model parts once (or check the ones given)
     if parts is None:
-        parts = load_parts(
-            config.model, config.device, config.dtype, config.allow_pickle, model_config=config.model_config,
-            lora=config.lora, embedding=config.embedding, controlnet=config.controlnet, vae=config.vae,
-        )  # fmt: skip
+        parts = load_parts(config)
     else:
-        _check_parts(parts, config)
+        check_parts(parts, config)
     if parts.name in TINY_MODELS:
         log.warning(f"note: --model {parts.name} is a small random model for smoke tests; its output carries no real style")
     frames_dir = _frames_dir(config.save_frames)
@@ -90,106 +103,159 @@ def stylize_video(
     work = WorkFolder(output, fingerprint(config, input), restart=config.restart)
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings or input")
-    resume = work.checkpoint(needs_memory=config.cross_frame_attn)
-    total = max(reader.expected_frames, resume.next_frame)
-    if resume.next_frame:
-        log.info(f"resuming at frame {resume.next_frame} of {total}")
+    shots = _shot_work(plan, work, needs_memory=config.cross_frame_attn)
+    done = sum(checkpoint.next_frame - shot.first for shot, _folder, checkpoint in shots)
+    total = max(plan.frames, done)
+    todo = [(shot, folder, checkpoint) for shot, folder, checkpoint in shots if checkpoint is not None]
+    if done and todo:
+        log.info(f"resuming at frame {todo[0][2].next_frame} of {total}")
 
-    # 4. Stream: read ahead, stylise in batches, write behind; encode segment by segment
-    segment = _Segment(work, size, info.fps, config.crf, resume.pending, frames_dir)
-    bar = tqdm(total=total, initial=resume.next_frame, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
+    # 4. Stream: read ahead, process window by window inside each shot, write behind
+    stop_requested = cancel.is_set if cancel is not None else (lambda: False)
+    bar = tqdm(total=total, initial=done, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
+    batch_size = config.batch_size or default_batch_size(parts.device, plan.size)
+    reader = plan.open_reader()
     with (
-        _disk_errors(work),
-        Stylizer(parts, config, float(info.fps)) as stylizer,
+        _disk_errors(work.path),
+        Img2ImgProcessor(parts, config, float(plan.info.fps), batch_size) as processor,
         reader,
-        Prefetch(reader) as frames,
-        segment,
         Writer() as writer,
-        _graceful_interrupts() as interrupted,
         bar,
     ):
-        batch_size = _batch_size(config, stylizer, size, parts)
-        state = stylizer.import_state(resume.state) if resume.state is not None else None
-        batch: list = []
-        for index, frame in enumerate(frames):
-            if index < resume.next_frame:
-                continue  # decoded, not stylised: done by an earlier run
-            batch.append(frame)
-            if index + 1 < batch_end(index + 1 - len(batch), batch_size):
-                continue
-            state = _stylise(stylizer, batch, index + 1 - len(batch), state, segment, writer, config, size, parts)
-            bar.update(len(batch))
-            batch = []
-            if interrupted():
-                writer.drain()
-                segment.suspend(index, stylizer.export_state(state))
-                raise Interrupted(
-                    f"interrupted after frame {index + 1} of {total}; run the same command again to resume "
-                    f"(the work so far is in {work.path})"
-                )
-        if batch:  # the last frames, fewer than a batch
-            state = _stylise(stylizer, batch, index + 1 - len(batch), state, segment, writer, config, size, parts)
-            bar.update(len(batch))
-        writer.drain()
-        segment.finish(stylizer.export_state(state) if state is not None else {})
+        if not processor.batchable and config.batch_size and config.batch_size > 1:
+            log.warning("note: with --blend, --flow-blend or --fusion each frame needs the previous output: "
+                        "frames run one at a time, whatever --batch-size says")  # fmt: skip
+        if todo:
+            shot, _folder, checkpoint = todo[0]
+            frames = reader.frames(checkpoint.next_frame, shot.source_first, shot.first)
+            counter = _Counter(done, total, bar, on_progress)
+            with Prefetch(frames) as prefetched:
+                stream = _FrameStream(prefetched, checkpoint.next_frame)
+                for shot, folder, checkpoint in todo:
+                    # the last shot runs to the input's end: the count may be an estimate, and a damaged
+                    # frame that ended the shot pass must stop the run there too
+                    end = None if shot is plan.shots[-1] else shot.end
+                    _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan, frames_dir,
+                              stop_requested, counter)  # fmt: skip
 
-    # 5. Join the segments, add the audio, and put the video at OUTPUT
-    frames = work.manifest.frames_done
+    # 5. Join the segments of every shot, add the audio, and put the video at OUTPUT
+    segments = [path for folder in work.shots() for path in folder.segment_files]
+    frames = sum(folder.frames_done for folder in work.shots())
     if frames == 0:  # the container promised frames the decoder couldn't deliver
         work.remove()
         raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
-    assemble(work.segments, output, info.fps, frames, audio_source=input, audio_start=reader.start_seconds)
+    assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds)
     work.remove()
-    return RunResult(str(output), frames, time.perf_counter() - began, size)
+    return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
 
 
-def batch_end(first: int, batch_size: int) -> int:
-    """Where the batch that starts at frame `first` ends: batches start at fixed frame numbers and never
-    cross a segment, so a resumed run batches its frames as the first run did (bit-identical output)."""
-    segment_start = first - first % SEGMENT_FRAMES
-    offset = first - segment_start
-    return min(segment_start + (offset // batch_size + 1) * batch_size, segment_start + SEGMENT_FRAMES)
+def _shot_work(plan: RunPlan, work: WorkFolder, needs_memory: bool) -> list[tuple[Shot, ShotFolder, Checkpoint | None]]:
+    """Each planned shot with its folder and where it picks up (None: finished by an earlier run)."""
+    found = []
+    for shot in plan.shots:
+        folder = work.shot(shot.first)
+        # a shot is done only if it ended where this plan ends it (a run stopped by a damaged frame
+        # may have ended its last shot early)
+        last = shot is plan.shots[-1]
+        finished = folder.finished_at is not None and (last or folder.finished_at == shot.end)
+        found.append((shot, folder, None if finished else folder.checkpoint(needs_memory)))
+    return found
 
 
-def _batch_size(config: Config, stylizer: Stylizer, size: tuple[int, int], parts: ModelParts) -> int:
-    if not stylizer.batchable:
-        if config.batch_size and config.batch_size > 1:
-            log.warning(
-                "note: with --blend or --flow-blend each frame needs the previous output: "
-                "frames run one at a time, whatever --batch-size says"
-            )
-        return 1
-    return config.batch_size or default_batch_size(parts.device, size)
+def _run_shot(processor: Processor, stream, shot: Shot, end: int | None, folder: ShotFolder, checkpoint: Checkpoint,
+              writer: Writer, plan: RunPlan, frames_dir, stop_requested, counter) -> None:  # fmt: skip
+    """Process one shot's frames from its checkpoint, window by window; `end` None reads to the input's end."""
+    config = plan.config
+    state = processor.import_state(checkpoint.state) if checkpoint.state is not None else None
+    segment = _Segment(folder, plan.size, plan.info.fps, config.crf, checkpoint.pending, frames_dir)
+    first = checkpoint.next_frame
+    with segment:
+        while end is None or first < end:
+            window_end = processor.window_end(first, *segment_bounds(first, shot.first, end))
+            frames = stream.read(first, window_end)
+            if not frames:
+                break
+            if first == shot.first and shot.index > 0:
+                log.info(f"cut at frame {first}: a new shot starts afresh")
+            results = _process(processor, frames, first, state, plan)
+            for offset, result in enumerate(results):
+                index = first + offset
+                writer.submit(segment.add(index, result.image, _saved_state(processor, segment, result, offset, results,
+                                                                            config)))  # fmt: skip
+                counter.finished(index, result.image)
+            state = results[-1].state
+            first += len(frames)
+            if stop_requested():
+                writer.drain()
+                segment.suspend(first - 1, processor.export_state(state))
+                raise Interrupted(
+                    f"interrupted after frame {first} of {counter.total}; run the same command again to resume "
+                    f"(the work so far is in {folder.path.parent})"
+                )
+            if len(frames) < window_end - (first - len(frames)):
+                break  # the input ended inside the window
+        writer.drain()
+        segment.finish(processor.export_state(state) if state is not None else {})
+    folder.finish(first)
 
 
-def _stylise(stylizer, frames, first, state, segment, writer, config, size, parts):
-    """Stylise a batch and queue its frames for writing; returns the state after its last frame."""
+def _saved_state(processor, segment, result, offset, results, config) -> dict | None:
+    """The state the work folder keeps after this frame, or None."""
+    # the state is taken here, in this thread: the cross-frame memory moves on with the next window
+    if segment.completes_with_next():
+        return processor.export_state(result.state)
+    if offset == len(results) - 1 and not config.cross_frame_attn:
+        # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
+        # from the last segment (a graceful stop still saves it, in suspend); without it, the
+        # state is saved at the end of each window, where a resumed run can start its windows
+        return processor.export_state(result.state, with_memory=False)
+    return None
+
+
+def _process(processor: Processor, frames, first, state, plan: RunPlan):
     try:
-        results = stylizer.batch(frames, first, state)
+        return processor.process(frames, first, state)
     except Exception as err:
         if not is_out_of_memory(err):
             raise
+        width, height = plan.size
         raise VidiffError(
-            f"out of {parts.device.type} memory at frames {first}-{first + len(frames) - 1} ({size[0]}x{size[1]}, "
-            f"{len(frames)} at once); lower --batch-size or --max-side (now {config.max_side}); "
+            f"out of {processor.parts.device.type} memory at frames {first}-{first + len(frames) - 1} ({width}x{height}, "
+            f"{len(frames)} at once); lower --batch-size or --max-side (now {plan.config.max_side}); "
             "the finished frames are kept and the same command resumes"
         ) from None
-    for offset, result in enumerate(results):
-        index = first + offset
-        if result.new_shot and index > 0:
-            log.info(f"cut at frame {index}: a new shot starts afresh")
-        # the state is taken here, in this thread: the cross-frame memory moves on with the next frame
-        if segment.completes_with_next():
-            saved = stylizer.export_state(result.state)
-        elif offset == len(results) - 1 and not config.cross_frame_attn:
-            # the cross-frame memory is too big to save every frame: with it, a hard kill resumes
-            # from the last segment (a graceful stop still saves it, in suspend); without it, the
-            # state is saved at the end of each batch, where a resumed run can start its batches
-            saved = stylizer.export_state(result.state, with_memory=False)
-        else:
-            saved = None
-        writer.submit(segment.add(index, result.image, saved))
-    return results[-1].state
+
+
+class _FrameStream:
+    """The reader's frames in order, numbered; frames before the one asked for are passed over."""
+
+    def __init__(self, frames: Iterator[np.ndarray], first: int):
+        self._frames, self._next = iter(frames), first
+
+    def read(self, first: int, end: int) -> list[np.ndarray]:
+        """Frames [first, end), fewer where the input ends."""
+        found = []
+        while self._next < end:
+            frame = next(self._frames, None)
+            if frame is None:
+                break
+            if self._next >= first:
+                found.append(frame)
+            self._next += 1
+        return found
+
+
+class _Counter:
+    """Counts finished frames for the progress bar and on_progress."""
+
+    def __init__(self, done: int, total: int, bar, on_progress):
+        self.done, self.total, self.bar, self.on_progress = done, total, bar, on_progress
+
+    def finished(self, index: int, image: np.ndarray) -> None:
+        self.done += 1
+        self.bar.update(1)
+        if self.on_progress is not None:
+            self.on_progress(Progress(self.done, max(self.total, self.done), image, index))
 
 
 class _Segment:
@@ -198,8 +264,8 @@ class _Segment:
     add() is called in the main thread and returns the file work, which the writer thread runs in order.
     """
 
-    def __init__(self, work: WorkFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None):
-        self.work, self.size, self.fps, self.crf, self.frames_dir = work, size, fps, crf, frames_dir
+    def __init__(self, folder: ShotFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None):
+        self.folder, self.size, self.fps, self.crf, self.frames_dir = folder, size, fps, crf, frames_dir
         self.pending = pending  # finished frames of this segment from an earlier run, to encode first
         self.encoder: SegmentEncoder | None = None
         self.count = len(pending)  # frames given to the open segment so far, as the main thread counts them
@@ -209,7 +275,7 @@ class _Segment:
 
     def _open(self) -> SegmentEncoder:
         if self.encoder is None:
-            self.encoder = SegmentEncoder(self.work.next_segment(), self.size, self.fps, self.crf).__enter__()
+            self.encoder = SegmentEncoder(self.folder.next_segment(), self.size, self.fps, self.crf).__enter__()
             for path in self.pending:
                 self.encoder.write(_load_png(path))
             self.pending = []
@@ -231,24 +297,24 @@ class _Segment:
             if commit:
                 self._commit(state)
                 return
-            self.work.save_frame(index, png)
+            self.folder.save_frame(index, png)
             if state is not None:
-                self.work.save_pending(index, state)
+                self.folder.save_pending(index, state)
 
         return job
 
     def _commit(self, state: dict) -> None:
         encoder, self.encoder = self.encoder, None
         encoder.__exit__(None, None, None)
-        self.work.commit(encoder.path, encoder.frames_written, state)
+        self.folder.commit(encoder.path, encoder.frames_written, state)
 
     def suspend(self, index: int, state: dict) -> None:
         """Stop after frame `index` (the writer drained): its state is saved; the unfinished segment waits as PNGs."""
         if self.encoder is not None:
-            self.work.save_pending(index, state)
+            self.folder.save_pending(index, state)
 
     def finish(self, state: dict) -> None:
-        """After the last frame (the writer drained): commit what is left."""
+        """After the shot's last frame (the writer drained): commit what is left."""
         if self.pending:
             self._open()
         if self.encoder is not None:
@@ -264,7 +330,7 @@ class _Segment:
 
 
 @contextmanager
-def _disk_errors(work: WorkFolder):
+def _disk_errors(path: Path):
     """A full disk or a vanished folder mid-run: say so in one line; the work saved so far stays resumable."""
     try:
         yield
@@ -273,30 +339,9 @@ def _disk_errors(work: WorkFolder):
             raise
         where = f" ({err.filename})" if err.filename else ""
         raise VidiffError(
-            f"disk error: {err.strerror}{where}; the work so far is in {work.path}: "
+            f"disk error: {err.strerror}{where}; the work so far is in {path}: "
             "fix the cause (free disk space) and run the same command to resume"
         ) from None
-
-
-@contextmanager
-def _graceful_interrupts():
-    """The first Ctrl-C lets the current frame finish (then the run stops, resumable); a second stops at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    requested = []
-
-    def handler(signum, frame):
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(signum)
-        log.warning("stopping after this frame (Ctrl-C again to stop at once)")
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(requested)
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _load_png(path: Path):
@@ -304,20 +349,6 @@ def _load_png(path: Path):
     if image is None:
         raise VidiffError(f"the work folder's frame {path} can't be read; run again with --restart")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _check_parts(parts: ModelParts, config: Config) -> None:
-    """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
-    loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
-              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet), "vae": parts.vae_source}  # fmt: skip
-    wanted = {"lora": config.lora, "embedding": config.embedding,
-              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet), "vae": config.vae}  # fmt: skip
-    for name in loaded:
-        if loaded[name] != wanted[name]:
-            raise VidiffError(
-                f"the model parts were loaded with {name} {loaded[name]} but the settings name {wanted[name]}; "
-                f"load them with load_parts(..., {name}=config.{name})"
-            )
 
 
 def _frames_dir(save_frames: str | None) -> Path | None:
@@ -336,4 +367,3 @@ def _png_bytes(rgb) -> bytes:
     if not ok:
         raise VidiffError("OpenCV could not encode a frame as PNG")
     return png.tobytes()
-

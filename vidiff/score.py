@@ -91,7 +91,7 @@ def pair_errors(prev: np.ndarray, cur: np.ndarray, flow: np.ndarray, trusted: np
 
 @dataclass(frozen=True)
 class ScoreReport:
-    """The temporal consistency of `stylised` measured against `source`; see the module docstring.
+    """The temporal consistency of `stylized` measured against `source`; see the module docstring.
 
     Pair metrics are None when no frame pair could be measured (`pairs` == 0). In the `per_frame`
     series, entry t is about the pair (t − 1, t): None at frame 0, at a cut and where the flow
@@ -99,7 +99,7 @@ class ScoreReport:
     """
 
     source: str
-    stylised: str
+    stylized: str
     frames: int
     width: int
     height: int
@@ -151,14 +151,14 @@ def _count(number: int, noun: str) -> str:
 
 def score_video(
     source: str | os.PathLike,
-    stylised: str | os.PathLike,
+    stylized: str | os.PathLike,
     cut_threshold: float | None = Config.cut_threshold,
     *,
     json_path: str | os.PathLike | None = None,
     plot_path: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> ScoreReport:
-    """Measure how steady `stylised` is against the motion of `source`, its source video.
+    """Measure how steady `stylized` is against the motion of `source`, its source video.
 
     The source is resized to the stylised video's size; both must have the same number of frames.
     `cut_threshold` is the cut_score above which a source frame starts a new shot (None: never).
@@ -166,11 +166,11 @@ def score_video(
     Raises VidiffError, with a message meant for the user, for anything the user can fix.
     """
     # 1. Check the inputs and where the reports go before the long part
-    styl_info = probe(stylised)
+    styl_info = probe(stylized)
     src_info = probe(source)
     for path, option, suffix in ((json_path, "--json", None), (plot_path, "--plot", ".png")):
         if path is not None:
-            _check_report_path(path, option, suffix, (source, stylised))
+            _check_report_path(path, option, suffix, (source, stylized))
 
     # 2. Stream both videos, one frame pair at a time
     size = (styl_info.width, styl_info.height)
@@ -178,18 +178,18 @@ def score_video(
     with VideoReader(src_info, size) as src_reader, VideoReader(styl_info) as styl_reader, tqdm(
         total=styl_reader.expected_frames, unit="frame", disable=True if not progress else None, leave=False
     ) as bar:
-        sources, stylised_frames = iter(src_reader), iter(styl_reader)
+        sources, stylized_frames = iter(src_reader), iter(styl_reader)
         prev_src = prev_styl = None
         for index in itertools.count():
-            src, styl = next(sources, None), next(stylised_frames, None)
+            src, styl = next(sources, None), next(stylized_frames, None)
             if src is None or styl is None:
                 if src is not None or styl is not None:
                     # count the rest of the longer one, so the message can say by how much
                     src_count = index + (src is not None) + sum(1 for _ in sources)
-                    styl_count = index + (styl is not None) + sum(1 for _ in stylised_frames)
+                    styl_count = index + (styl is not None) + sum(1 for _ in stylized_frames)
                     raise VidiffError(
-                        f"stylised video {stylised} has {styl_count} frames but source {source} has {src_count}; "
-                        f"score needs the same frames (if STYLISED was cut with --start/--duration/--max-frames, "
+                        f"stylised video {stylized} has {styl_count} frames but source {source} has {src_count}; "
+                        f"score needs the same frames (if STYLIZED was cut with --start/--duration/--max-frames, "
                         f"cut SOURCE the same way first)"
                     )
                 break
@@ -199,10 +199,10 @@ def score_video(
             prev_src, prev_styl = src, styl
             bar.update(1)
     if totals.frames == 0:
-        raise VidiffError(f"stylised video {stylised} has no frames that can be decoded")
+        raise VidiffError(f"stylised video {stylized} has no frames that can be decoded")
 
     # 3. Summarise, then write the reports
-    report = totals.report(str(source), str(stylised), size, cut_threshold)
+    report = totals.report(str(source), str(stylized), size, cut_threshold)
     if json_path is not None:
         write_json(report, json_path)
     if plot_path is not None:
@@ -257,10 +257,10 @@ class _Totals:
         self.series["flicker"].append(None if styl_errors is None else styl_errors.flicker)
         self.series["source_warp_error"].append(None if source_errors is None else source_errors.warp_error)
 
-    def report(self, source: str, stylised: str, size: tuple[int, int], cut_threshold) -> ScoreReport:
+    def report(self, source: str, stylized: str, size: tuple[int, int], cut_threshold) -> ScoreReport:
         means = {name: (total / self.pairs if self.pairs else None) for name, total in self.sums.items()}
         return ScoreReport(
-            source=source, stylised=stylised, frames=self.frames, width=size[0], height=size[1], pairs=self.pairs,
+            source=source, stylized=stylized, frames=self.frames, width=size[0], height=size[1], pairs=self.pairs,
             cut_threshold=cut_threshold, cuts=self.cuts, **means,
             change_from_source=self.change_sum / self.frames, detail=self.detail_sum / self.frames,
             source_detail=self.source_detail_sum / self.frames, per_frame=self.series,
@@ -300,7 +300,7 @@ def write_plot(report: ScoreReport, path: str | os.PathLike) -> None:
 
 
 # plot colours, BGR
-_INK, _GRID, _STYLISED, _SOURCE, _CUT = (40, 40, 40), (225, 225, 225), (180, 90, 20), (150, 150, 150), (40, 40, 220)
+_INK, _GRID, _STYLIZED, _SOURCE, _CUT = (40, 40, 40), (225, 225, 225), (180, 90, 20), (150, 150, 150), (40, 40, 220)
 
 
 def draw_plot(report: ScoreReport) -> np.ndarray:
@@ -341,7 +341,7 @@ def draw_plot(report: ScoreReport) -> np.ndarray:
         x, _ = at(cut, 0)
         for y in range(top, height - bottom, 8):  # dashed
             cv2.line(image, (x, y), (x, min(y + 4, height - bottom)), _CUT, 1)
-    for series, colour in ((floor, _SOURCE), (styl, _STYLISED)):
+    for series, colour in ((floor, _SOURCE), (styl, _STYLIZED)):
         _polyline(image, [None if v is None else at(i, v) for i, v in enumerate(series)], colour)
 
     title = "warp error per frame, 0-255 (blue: stylised, grey: source floor, red: cuts)"

@@ -1,13 +1,18 @@
-"""The work folder beside OUTPUT that makes a run resumable: finished segments and the state after them.
+"""The work folder beside OUTPUT that makes a run resumable: each shot's finished segments and the state after them.
 
 OUTPUT.vidiff/
-  manifest.json      the run's fingerprint, and the segments finished so far with their frame counts
-  segment-00000.mp4  encoded, video only; joined without re-encoding at the end
-  state.pt           what the next frame needs (temporal state, cross-frame attention memory)
+  manifest.json              the run's fingerprint
+  shot-000000/               one folder per shot, named by its first frame
+    manifest.json            the shot's segments finished so far with their frame counts, and where it ended once done
+    segment-00000.mp4        encoded, video only; joined without re-encoding at the end
+    state-00000.pt           what the next frame needs after that segment (temporal state, attention memory)
+    pending-000048.png       finished frames of the unfinished segment, lossless
+    pending-state.pt         the state after the last pending frame
 
-Every file is written to a temporary name, fsynced and renamed, and the manifest last: after a
-crash, kill -9 or power loss the folder describes a consistent prefix of the run. Disk use is the
-encoded video plus one state, not a PNG per frame.
+A shot starts from an empty state, so each shot's folder holds all that finishing it needs: a shot
+can be finished, resumed or handed to another machine on its own. Every file is written to a
+temporary name, fsynced and renamed, and a manifest last: after a crash, kill -9 or power loss each
+folder describes a consistent prefix of its shot.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ NOT_IN_FINGERPRINT = ("overwrite", "restart", "save_frames", "device", "on_bad_f
 # Frames per encoded segment: a segment is encoded whole, so the video is the same however often
 # the run was interrupted; the frames of the unfinished one wait as lossless PNGs.
 SEGMENT_FRAMES = 48
+# The work folder's layout: a folder written by another layout is stale, not resumable.
+LAYOUT = "shots-1"
 MANIFEST = "manifest.json"
 PENDING_STATE = "pending-state.pt"
 
@@ -43,27 +50,25 @@ def fingerprint(config, input_path: str | os.PathLike) -> str:
     settings = {k: v for k, v in asdict(config).items() if k not in NOT_IN_FINGERPRINT}
     identity = {"path": os.path.abspath(input_path), **input_identity(input_path)}
     text = json.dumps(
-        {"settings": settings, "input": identity, "version": __version__, "segment": SEGMENT_FRAMES}, sort_keys=True
+        {"settings": settings, "input": identity, "version": __version__, "segment": SEGMENT_FRAMES, "layout": LAYOUT},
+        sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass
-class Manifest:
-    fingerprint: str
-    segments: list[dict[str, Any]] = field(default_factory=list)  # [{"file": ..., "frames": n}]
-    state: str | None = None  # the state after the last segment's last frame
-
-    @property
-    def frames_done(self) -> int:
-        return sum(segment["frames"] for segment in self.segments)
+def segment_bounds(frame: int, shot_first: int, shot_end: int | None) -> tuple[int, int]:
+    """The frames [start, end) of the segment of the shot beginning at `shot_first` that holds `frame`;
+    segments are laid out from the shot's first frame (`shot_end` None: the shot runs to the input's end)."""
+    start = shot_first + (frame - shot_first) // SEGMENT_FRAMES * SEGMENT_FRAMES
+    end = start + SEGMENT_FRAMES
+    return start, end if shot_end is None else min(end, shot_end)
 
 
 @dataclass
 class Checkpoint:
-    """Where a run picks up: the next frame to stylise, the state before it, finished frames not yet encoded."""
+    """Where a shot picks up: the next frame to stylise, the state before it, finished frames not yet encoded."""
 
-    next_frame: int = 0
+    next_frame: int
     state: dict[str, Any] | None = None
     pending: list[Path] = field(default_factory=list)
 
@@ -73,48 +78,87 @@ class WorkFolder:
 
     def __init__(self, output: str | os.PathLike, fingerprint: str, restart: bool = False):
         self.path = Path(f"{os.fspath(output)}.vidiff")
-        self.stale = False
-        manifest = None if restart else self._read_manifest()
-        if manifest is not None and manifest.fingerprint != fingerprint:
-            self.stale, manifest = True, None
-        self.manifest = manifest
-        if manifest is None:
+        self.fingerprint = fingerprint
+        found = None if restart else self._read_fingerprint()
+        self.stale = found is not None and found != fingerprint
+        if found != fingerprint:
             if self.path.exists():
                 shutil.rmtree(self.path)
             try:
                 self.path.mkdir()
             except OSError as err:
                 raise VidiffError(f"can't create the work folder {self.path}: {err.strerror}") from None
-            # the manifest first: pending frames in a folder without one would never be trusted
-            self.manifest = Manifest(fingerprint)
-            self._write_manifest()
+            # the manifest first: shots in a folder without one would never be trusted
+            payload = json.dumps({"fingerprint": fingerprint}).encode()
+            write_atomic(self.path / MANIFEST, lambda file: file.write(payload))
 
-    def _read_manifest(self) -> Manifest | None:
+    def _read_fingerprint(self) -> str | None:
         try:
-            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
-            manifest = Manifest(data["fingerprint"], data["segments"], data["state"])
+            return json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))["fingerprint"]
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        files = [segment["file"] for segment in manifest.segments] + ([manifest.state] if manifest.state else [])
+
+    def shot(self, first: int) -> "ShotFolder":
+        """The folder of the shot that begins at frame `first` (made if new)."""
+        return ShotFolder(self.path / f"shot-{first:06d}", first)
+
+    def shots(self) -> list["ShotFolder"]:
+        """The shots begun so far, in frame order."""
+        found = sorted(self.path.glob("shot-*"))
+        return [ShotFolder(path, int(path.name.removeprefix("shot-"))) for path in found if path.is_dir()]
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class ShotFolder:
+    """One shot's finished segments, the state after the last, and its unfinished segment's frames."""
+
+    def __init__(self, path: Path, first: int):
+        self.path, self.first = path, first
+        self.segments: list[dict[str, Any]] = []  # [{"file": ..., "frames": n}]
+        self.state: str | None = None  # the state after the last segment's last frame
+        self.finished_at: int | None = None  # the frame after the shot's last, once it is done
+        if not self._read_manifest():
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            try:
+                self.path.mkdir()
+            except OSError as err:
+                raise VidiffError(f"can't create the work folder {self.path}: {err.strerror}") from None
+            self._write_manifest()
+
+    def _read_manifest(self) -> bool:
+        try:
+            data = json.loads((self.path / MANIFEST).read_text(encoding="utf-8"))
+            segments, state, finished_at = data["segments"], data["state"], data["finished_at"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        files = [segment["file"] for segment in segments] + ([state] if state else [])
         if not all((self.path / name).is_file() for name in files):
-            return None
-        return manifest
+            return False
+        self.segments, self.state, self.finished_at = segments, state, finished_at
+        return True
 
     @property
-    def segments(self) -> list[Path]:
-        return [self.path / segment["file"] for segment in self.manifest.segments]
+    def frames_done(self) -> int:
+        return sum(segment["frames"] for segment in self.segments)
+
+    @property
+    def segment_files(self) -> list[Path]:
+        return [self.path / segment["file"] for segment in self.segments]
 
     def next_segment(self) -> Path:
         """Where the next segment is encoded; it counts only once committed."""
-        return self.path / f"segment-{len(self.manifest.segments):05d}.mp4"
+        return self.path / f"segment-{len(self.segments):05d}.mp4"
 
     def pending_frame(self, index: int) -> Path:
         return self.path / f"pending-{index:06d}.png"
 
     def checkpoint(self, needs_memory: bool) -> Checkpoint:
-        """The furthest point the folder can resume from consistently."""
-        done = self.manifest.frames_done
-        committed = Checkpoint(done, self._load(self.manifest.state) if self.manifest.state else None)
+        """The furthest point the shot can resume from consistently."""
+        done = self.first + self.frames_done
+        committed = Checkpoint(done, self._load(self.state) if self.state else None)
         pending_state = self._load(PENDING_STATE) if (self.path / PENDING_STATE).is_file() else None
         if pending_state is None or (needs_memory and "memory" not in pending_state):
             return committed
@@ -140,11 +184,11 @@ class WorkFolder:
 
     def commit(self, segment: Path, frames: int, state: dict[str, Any]) -> None:
         """Record a finished segment and the state after its last frame, crash-safely."""
-        name = f"state-{len(self.manifest.segments):05d}.pt"
+        name = f"state-{len(self.segments):05d}.pt"
         write_atomic(self.path / name, lambda file: torch.save(state, file))
-        old_state = self.manifest.state
-        self.manifest.segments.append({"file": segment.name, "frames": frames})
-        self.manifest.state = name
+        old_state = self.state
+        self.segments.append({"file": segment.name, "frames": frames})
+        self.state = name
         self._write_manifest()
         # only now is the older state, and the frames the segment holds, no longer needed
         for path in [self.path / PENDING_STATE, *self.path.glob("pending-*.png")] + (
@@ -152,9 +196,11 @@ class WorkFolder:
         ):
             path.unlink(missing_ok=True)
 
-    def _write_manifest(self) -> None:
-        payload = json.dumps(asdict(self.manifest), indent=1).encode()
-        write_atomic(self.path / MANIFEST, lambda file: file.write(payload))
+    def finish(self, end: int) -> None:
+        """Mark the shot done: all its frames, up to `end` (exclusive), are in its segments."""
+        self.finished_at = end
+        self._write_manifest()
 
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+    def _write_manifest(self) -> None:
+        payload = json.dumps({"segments": self.segments, "state": self.state, "finished_at": self.finished_at}, indent=1).encode()
+        write_atomic(self.path / MANIFEST, lambda file: file.write(payload))

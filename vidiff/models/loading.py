@@ -9,6 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import VidiffError
+from ..settings.config import Config
+from ..settings.keyframes import split_weighted
 from .adapters import add_embeddings, fuse_loras, load_controlnets, load_vae
 from .device import _placed, resolve_device, resolve_dtype
 from .parts import KIND_NAMES, SINGLE_FILE_SUFFIXES, ModelParts, _first_line, _looks_like_path, refuse_pickle
@@ -31,7 +33,7 @@ SDXL_PIPELINES = ("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline
 
 
 def load_parts(
-    model: str,
+    model: "str | Config",
     device: str = "auto",
     dtype: str = "auto",
     allow_pickle: bool = False,
@@ -43,7 +45,19 @@ def load_parts(
     vae: str = "full",
 ) -> ModelParts:
     """Build the model parts for `model` ('tiny', 'tiny-sdxl', a local folder, a single checkpoint file,
-    or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]")."""
+    or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]").
+
+    `model` may also be a Config: the parts it names (model, device, dtype, LoRAs, embeddings,
+    ControlNets, VAE) are built, and the other arguments are not used. Runs given the parts leave
+    them as they found them (cross-frame attention puts the UNet's processors back), except that a
+    half-precision VAE that overflows is upcast to fp32 for good, as diffusers' upcast_vae does.
+    """
+    if isinstance(model, Config):
+        config = model
+        return load_parts(
+            config.model, config.device, config.dtype, config.allow_pickle, model_config=config.model_config,
+            lora=config.lora, embedding=config.embedding, controlnet=config.controlnet, vae=config.vae,
+        )  # fmt: skip
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if model in TINY_MODELS:
@@ -61,6 +75,20 @@ def load_parts(
     load_vae(parts, vae, torch_dtype, allow_pickle)
     parts.vae_source = vae
     return _placed(parts, torch_device, torch_dtype)
+
+
+def check_parts(parts: ModelParts, config: Config) -> None:
+    """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
+    loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
+              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet), "vae": parts.vae_source}  # fmt: skip
+    wanted = {"lora": config.lora, "embedding": config.embedding,
+              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet), "vae": config.vae}  # fmt: skip
+    for name in loaded:
+        if loaded[name] != wanted[name]:
+            raise VidiffError(
+                f"the model parts were loaded with {name} {loaded[name]} but the settings name {wanted[name]}; "
+                f"load them with load_parts(..., {name}=config.{name})"
+            )
 
 
 def _specs(value) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ and the arithmetic that turns a model output into a denoised estimate and back."
 
 from __future__ import annotations
 
+import inspect
 import math
 
 
@@ -62,3 +63,25 @@ def output_for(original, sample, alpha: float, sigma: float, prediction_type: st
         return original
     noise = (sample - alpha * original) / sigma
     return noise if prediction_type == "epsilon" else alpha * noise - sigma * original
+
+
+def get_timesteps(scheduler, steps: int, strength: float, device):
+    """The timesteps of a strength-limited run, as diffusers' img2img pipelines take them; setting them
+    also resets the sampler's state, so each window starts clean."""
+    scheduler.set_timesteps(steps, device=device)
+    t_start = steps - min(int(steps * strength), steps)
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(t_start * scheduler.order)
+    return scheduler.timesteps[t_start * scheduler.order :]
+
+
+def step_kwargs(scheduler, generators: list) -> dict:
+    """The extra arguments this sampler's step takes: deterministic DDIM (eta 0), and each frame's
+    generator for the samplers that draw noise at every step."""
+    params = set(inspect.signature(scheduler.step).parameters)
+    kwargs = {}
+    if "eta" in params:
+        kwargs["eta"] = 0.0
+    if "generator" in params:
+        kwargs["generator"] = generators
+    return kwargs

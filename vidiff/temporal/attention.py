@@ -42,6 +42,27 @@ class CrossFrameMemory:
     def reset(self) -> None:
         self.anchor, self.previous, self.first, self.current = {}, {}, {}, {}
 
+    def to_dict(self) -> dict:
+        """The anchor's and previous frame's hidden states as CPU tensors keyed "layer|step", for saving."""
+        # right after a shot's first frame the anchor *is* the previous frame: attended to once
+        parts = ("anchor",) if self.previous is self.anchor else ("anchor", "previous")
+        return {
+            part: {f"{layer}|{step}": tensor.cpu() for (layer, step), tensor in getattr(self, part).items()}
+            for part in parts
+        }
+
+    def load(self, data: dict, device) -> None:
+        """Restore what to_dict saved, on `device`."""
+        self.reset()
+        for part, stored in data.items():
+            restored = {}
+            for key, tensor in stored.items():
+                layer, step = key.rsplit("|", 1)
+                restored[(layer, int(step))] = tensor.to(device)
+            setattr(self, part, restored)
+        if "previous" not in data:
+            self.previous = self.anchor
+
 
 class CrossFrameAttnProcessor:
     """Self-attention whose keys and values also come from the anchor and previous frames' tokens."""
