@@ -1,4 +1,5 @@
-"""What a run will do, worked out before any model is loaded: the frames, their size, each frame's settings.
+"""What a run will do, worked out before any model is loaded: the frames, their size, the shots, each
+frame's settings.
 
 `vidiff stylize --dry-run` prints it; stylize_video starts from it.
 """
@@ -13,34 +14,85 @@ from .io.reader import VideoInfo, VideoReader, fit_size, probe
 from .io.writer import check_output_path
 from .settings.config import Config
 from .settings.keyframes import Schedule, Timeline
+from .temporal.change import color_histogram, histogram_distance
 
 
-@dataclass
+# Shots listed by --dry-run before the rest are summed up.
+SHOWN_SHOTS = 10
+
+
+@dataclass(frozen=True)
+class Shot:
+    """Frames between hard cuts in the source: nothing carries over into a shot from the one before."""
+
+    index: int  # 0 for the first shot
+    # output frames [first, end); output frames count from 0 at --start, and leave out the frames
+    # that --on-bad-frame skip leaves out
+    first: int
+    end: int
+    source_first: int  # the input frame index of frame `first`: where a reader starts reading this shot
+
+
+@dataclass(frozen=True)
 class RunPlan:
     input: str
     output: str
     config: Config
     info: VideoInfo
     size: tuple[int, int]  # the processing size, (width, height)
-    reader: VideoReader  # not yet opened
+    # the trims as VideoReader takes them: --start and --duration in seconds, --max-frames
+    start: float
+    duration: float | None
+    max_frames: int | None
+    on_bad_frame: str
+    # With cuts on, counted by the shot pass; with cuts off, the container's count, an estimate (the
+    # reader reads to the real end, so the last shot may run on past it or end before it)
+    frames: int
+    shots: tuple[Shot, ...]  # never empty; the last ends at `frames`
     timeline: Timeline
+    # the error that ended the shot pass early (a damaged frame, --on-bad-frame stop): the run stops
+    # with it too, after stylising the frames before it; None when the pass read to the end
+    stopped: str | None = None
+
+    def open_reader(self) -> VideoReader:
+        """A reader of the planned frames, to be opened with `with`; reader.frames(shot.first,
+        shot.source_first) starts at a shot without converting the frames before it."""
+        return VideoReader(self.info, self.size, self.start, self.duration, self.max_frames,
+                           on_bad_frame=self.on_bad_frame)  # fmt: skip
 
     @property
-    def frames(self) -> int:
-        return self.reader.expected_frames
+    def start_frame(self) -> int:
+        """The input frame index of output frame 0."""
+        return self.open_reader().start_frame
+
+    @property
+    def start_seconds(self) -> float:
+        """Where output frame 0 is in the input, in seconds: where the audio is cut."""
+        return self.open_reader().start_seconds
+
+    @property
+    def reader(self) -> VideoReader:
+        # Transitional, until run.py uses open_reader(): a fresh, unopened reader of the planned frames
+        return self.open_reader()
+
+    def shot_at(self, frame: int) -> Shot:
+        """The shot that output frame `frame` belongs to; the last shot for frames past `frames`."""
+        return next((shot for shot in reversed(self.shots) if shot.first <= frame), self.shots[0])
 
     def warnings(self) -> list[str]:
-        return self.timeline.past_end(self.frames)
+        notes = self.timeline.past_end(self.frames)
+        if self.stopped is not None:
+            notes.append(f"warning: the run will stop after {self.frames} frame(s): {self.stopped}")
+        return notes
 
     def describe(self) -> str:
         """The plan as text: what --dry-run prints."""
         config, info = self.config, self.info
         width, height = self.size
-        seconds = self.frames / float(info.fps)
         lines = [
             f"input      {self.input}: {info.width}x{info.height} at {float(info.fps):.3f} fps",
-            f"frames     {self.frames} (frames {self.reader.start_frame}-{self.reader.start_frame + self.frames - 1} "
-            f"of the input, {seconds:.2f} s)",
+            f"frames     {self._frames()}",
+            f"shots      {self._shots()}",
             f"size       {width}x{height} (--max-side {config.max_side})",
             f"model      {config.model} on {config.device}, {config.dtype}",
             f"sampler    {config.scheduler}, {config.steps} steps, noise {config.noise}",
@@ -55,6 +107,23 @@ class RunPlan:
             lines.append("keyframes  none: every frame has the same settings")
         return "\n".join(lines + self.warnings())
 
+    def _frames(self) -> str:
+        first = self.start_frame
+        if not self.frames:  # the shot pass stopped at the first frame: warnings() says why
+            return f"0 (none can be read from frame {first} of the input on)"
+        seconds = self.frames / float(self.info.fps)
+        return f"{self.frames} (frames {first}-{first + self.frames - 1} of the input, {seconds:.2f} s)"
+
+    def _shots(self) -> str:
+        if not self.config.cuts:
+            return "1 (cut detection off)"
+        shots = [shot for shot in self.shots if shot.end > shot.first]
+        ranges = [f"{shot.first}" if shot.end == shot.first + 1 else f"{shot.first}-{shot.end - 1}"
+                  for shot in shots[:SHOWN_SHOTS]]  # fmt: skip
+        if len(shots) > SHOWN_SHOTS:
+            ranges.append(f"… {len(shots) - SHOWN_SHOTS} more")
+        return f"{len(shots)} (frames {', '.join(ranges)})" if shots else "0"
+
 
 def _keyframes(schedule: Schedule, fps: float) -> str:
     shown = []
@@ -66,15 +135,54 @@ def _keyframes(schedule: Schedule, fps: float) -> str:
 
 
 def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config) -> RunPlan:
-    """Check the settings, the input and the output, and place the keyframes; loads no model."""
+    """Check the settings, the input and the output, place the keyframes, and find the shots (a pass
+    over the frames, with cuts on); loads no model."""
     config.validate()
     if not config.prompt.strip():
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
     info = probe(input, config.fps)
     check_output_path(output, input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
-    reader = VideoReader(info, size, config.start, config.duration, config.max_frames, on_bad_frame=config.on_bad_frame)
+    trims = dict(start=config.start, duration=config.duration, max_frames=config.max_frames,
+                 on_bad_frame=config.on_bad_frame)  # fmt: skip
+    reader = VideoReader(info, size, **trims)
     if reader.expected_frames == 0:
         raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
+    stopped = None
+    if config.cuts:
+        shots, stopped = find_shots(reader, config.cut_threshold)
+        if shots[-1].end == 0 and stopped is None:  # the container promised frames the decoder can't deliver
+            raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
+    else:
+        # without cuts nothing needs the frames before the run: one shot, as long as the container says
+        shots = (Shot(0, 0, reader.expected_frames, reader.start_frame),)
     timeline = Timeline(config, float(info.fps))
-    return RunPlan(os.fspath(input), os.fspath(output), config, info, size, reader, timeline)
+    return RunPlan(os.fspath(input), os.fspath(output), config, info, size, **trims, frames=shots[-1].end,
+                   shots=shots, timeline=timeline, stopped=stopped)  # fmt: skip
+
+
+def find_shots(reader: VideoReader, threshold: float | None) -> tuple[tuple[Shot, ...], str | None]:
+    """Read the frames of `reader` (not yet opened) once and split them into shots where
+    is_cut(previous frame, frame, threshold) is true, as the stylizer tests consecutive frames.
+
+    Returns the shots, which cover every frame read (one empty shot if none could be), and the
+    message of the reader's error if one ended the reading early (a damaged frame with
+    on_bad_frame="stop"): the run raises it at the same frame, once the frames before it are done.
+    """
+    starts = [(0, reader.start_frame)]  # (output frame, input frame) where each shot begins
+    count, previous, stopped = 0, None, None
+    try:
+        with reader:
+            for source_index, frame in reader.indexed_frames():
+                # is_cut's test, each frame's histogram taken once; memory holds one histogram
+                histogram = None if threshold is None else color_histogram(frame)
+                if count == 0:
+                    starts[0] = (0, source_index)  # after frames left out by --on-bad-frame skip
+                elif histogram is not None and histogram_distance(previous, histogram) > threshold:
+                    starts.append((count, source_index))
+                previous = histogram
+                count += 1
+    except VidiffError as err:
+        stopped = str(err)
+    ends = [first for first, _ in starts[1:]] + [count]
+    return tuple(Shot(n, first, end, source) for n, ((first, source), end) in enumerate(zip(starts, ends))), stopped

@@ -287,16 +287,44 @@ class VideoReader:
         self._open = False
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+    def frames(
+        self, first: int = 0, source_first: int | None = None, shot_first: int | None = None
+    ) -> Iterator[np.ndarray]:
+        """The RGB frames from output frame `first` on (output frames count from 0 at the start trim,
+        frames left out by on_bad_frame="skip" not counted).
+
+        Without `source_first` the input is read from the start trim on. With it, reading starts at
+        input frame `source_first`, known to be output frame `shot_first` (default: `first`), as a
+        shot's first frame is: the video frames before it are decoded but not converted (an image
+        sequence's are not read), and those from there up to `first` (a resume inside the shot) are
+        counted, not converted. Damaged frames are reported, left out or raised as in order.
+        """
+        return (frame for _, frame in self.indexed_frames(first, source_first, shot_first))
+
+    def indexed_frames(
+        self, first: int = 0, source_first: int | None = None, shot_first: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """frames(), each as (its input frame index, the RGB frame)."""
         if not self._open:
             raise RuntimeError("use VideoReader as a context manager")
+        if source_first is None:
+            source_first, shot_first = self.start_frame, 0
+        elif shot_first is None:
+            shot_first = first
+        if source_first < self.start_frame or not 0 <= shot_first <= first:
+            raise ValueError(f"frames({first}, source_first={source_first}, shot_first={shot_first}): source_first "
+                             f"must be at or after the start trim (input frame {self.start_frame}), and "
+                             "0 <= shot_first <= first")  # fmt: skip
         if self.info.images:
             # an image sequence needs no decoding up to the start: its frames are files
-            frames = _image_frames(self.info, self.start_frame)
+            frames = _image_frames(self.info, source_first)
         else:
             # decode up to the start rather than seek: container seeks land on keyframes, not frames
-            frames = _decoded_frames(self._capture, self.start_frame, self.info.frame_count)
+            frames = _decoded_frames(self._capture, source_first, self.info.frame_count)
         limit = self._limit
-        produced, damaged, end = 0, [], self.start_frame  # end: the index after the last frame met
+        produced, damaged, end = shot_first, [], source_first  # end: the index after the last frame met
         while limit is None or produced < limit:
             index, frame = next(frames, (None, None))
             if index is None:
@@ -310,7 +338,8 @@ class VideoReader:
             if damaged:
                 self._report(damaged)
                 damaged = []
-            yield self._to_rgb(frame)
+            if produced >= first:
+                yield index, self._to_rgb(frame)
             produced += 1
         else:
             return  # the trim ended it, not the input

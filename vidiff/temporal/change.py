@@ -6,14 +6,22 @@ import cv2
 import numpy as np
 
 
+def color_histogram(image: np.ndarray) -> np.ndarray:
+    """An RGB uint8 frame's normalised HSV histogram, what cut_score compares; computed once per frame
+    when frames are compared in a row."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 8, 8], [0, 180, 0, 256, 0, 256])
+    return cv2.normalize(hist, None).flatten()
+
+
+def histogram_distance(prev: np.ndarray, cur: np.ndarray) -> float:
+    """cut_score of the frames these color_histogram()s were taken from."""
+    return float(cv2.compareHist(prev, cur, cv2.HISTCMP_BHATTACHARYYA))
+
+
 def cut_score(prev: np.ndarray, cur: np.ndarray) -> float:
     """How different two frames' colour histograms are, from 0 (same) to 1 (disjoint): high at a hard cut."""
-    hists = []
-    for image in (prev, cur):
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 8, 8], [0, 180, 0, 256, 0, 256])
-        hists.append(cv2.normalize(hist, None).flatten())
-    return float(cv2.compareHist(hists[0], hists[1], cv2.HISTCMP_BHATTACHARYYA))
+    return histogram_distance(color_histogram(prev), color_histogram(cur))
 
 
 def is_cut(prev: np.ndarray, cur: np.ndarray, threshold: float | None) -> bool:
