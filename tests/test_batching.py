@@ -266,7 +266,7 @@ def test_the_state_keeps_what_skip_similar_compares_with_across_a_resume(tiny):
         saved = stylizer.export_state(first.state)
     with Img2ImgProcessor(tiny, config) as resumed:  # a new run, from the saved state
         state = resumed.import_state(saved)
-        for name in ("source", "image", "anchor", "stylised_source"):
+        for name in ("source", "image", "anchor", "stylized_source"):
             assert np.array_equal(getattr(state, name), getattr(first.state, name)), name
         calls = []
         original = resumed.denoise

@@ -82,10 +82,10 @@ def test_out_of_memory_keeps_the_work_and_says_what_lowers_memory(clips, tmp_pat
 
 
 def test_full_disk_is_one_clear_line_and_resumable(clips, tmp_path, monkeypatch):
-    from vidiff.io.workfolder import WorkFolder
+    from vidiff.io.workfolder import ShotFolder
 
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.mp4.vidiff" / "pending-000003.png"))
-    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, WorkFolder, "save_frame", full)
+    said = _fails_at_frame_3_then_resumes(clips["plain"], tmp_path / "out.mp4", monkeypatch, ShotFolder, "save_frame", full)
     lines = [line for line in said.splitlines() if line.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0] and "resume" in lines[0]
 

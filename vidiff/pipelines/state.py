@@ -34,7 +34,7 @@ class FrameResult:
     new_shot: bool  # whether this frame began a shot (the first frame, or after a cut)
 
 
-_ARRAYS = ("source", "image", "anchor", "stylised_source")
+_ARRAYS = ("source", "image", "anchor", "stylized_source")
 _TENSORS = ("latents", "noise")
 
 
