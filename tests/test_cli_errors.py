@@ -350,7 +350,7 @@ def test_interrupt_leaves_no_output(ws: Workspace, monkeypatch):
     after = snapshot(ws.root)
     work = f"{ws.output}.vidiff"
     assert {k: v for k, v in after.items() if not k.startswith(work)} == before
-    assert any(k.startswith(f"{work}/pending-") for k in after)
+    assert any(k.startswith(work) and "/pending-" in k for k in after)
     assert "interrupt" in result.stderr
 
 

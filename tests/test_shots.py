@@ -134,16 +134,16 @@ def test_damage_at_the_first_frame_leaves_one_empty_shot(cut, tmp_path):
 
 def test_the_stylizer_starts_a_shot_where_the_plan_does(cut, tmp_path, tiny, monkeypatch):
     from vidiff import stylize_video
-    from vidiff.pipelines.img2img import Stylizer
+    from vidiff.pipelines.img2img import Img2ImgProcessor
 
-    starts, original = [], Stylizer.batch
+    starts, original = [], Img2ImgProcessor.process
 
     def recording(self, frames, first_index, *args, **kwargs):
         results = original(self, frames, first_index, *args, **kwargs)
         starts.extend(first_index + n for n, result in enumerate(results) if result.new_shot)
         return results
 
-    monkeypatch.setattr(Stylizer, "batch", recording)
+    monkeypatch.setattr(Img2ImgProcessor, "process", recording)
     stylize_video(cut, tmp_path / "out.mp4", parts=tiny, prompt="x", steps=2, max_side=32)
     plan = plan_run(cut, tmp_path / "planned.mp4", Config(prompt="x", max_side=32))
     assert starts == [shot.first for shot in plan.shots] == [0, BEFORE]
