@@ -70,11 +70,6 @@ class RunPlan:
         """Where output frame 0 is in the input, in seconds: where the audio is cut."""
         return self.open_reader().start_seconds
 
-    @property
-    def reader(self) -> VideoReader:
-        # Transitional, until run.py uses open_reader(): a fresh, unopened reader of the planned frames
-        return self.open_reader()
-
     def shot_at(self, frame: int) -> Shot:
         """The shot that output frame `frame` belongs to; the last shot for frames past `frames`."""
         return next((shot for shot in reversed(self.shots) if shot.first <= frame), self.shots[0])
