@@ -11,3 +11,8 @@ class VidiffError(Exception):
 
 class Interrupted(Exception):
     """The user stopped a run (Ctrl-C); its work is saved and the same command resumes it."""
+
+
+def option_name(setting: str) -> str:
+    """A setting's command-line option: `max_side` is `--max-side`."""
+    return "--" + setting.replace("_", "-")
