@@ -1,5 +1,5 @@
 """Each setting is declared once, on its Config field: the command line, presets, the resume
-fingerprint and the README all follow that declaration."""
+fingerprint, the README and the error messages all follow that declaration."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 import vidiff
+from conftest import make_clip
 from vidiff.cli import cli
 from vidiff.io.workfolder import fingerprint
 from vidiff.settings.config import PRESET_KEYS, Config, ConfigError, check_field, fingerprint_settings
+from vidiff.settings.keyframes import ScheduleError, Timeline
 from vidiff.settings.presets import parse_preset
 
 NAMES = [f.name for f in fields(Config)]
@@ -82,11 +84,10 @@ def test_every_setting_has_help_and_a_check_that_takes_its_default(name):
     assert len(declared.help) > 20 and declared.help.endswith("."), declared.help
     check_field(name, getattr(DEFAULTS, name))
     check_field(name, GIVEN[name][1])
-    # a TOML table is never a setting's value: refused, naming the setting
+    # a TOML table is never a setting's value: refused, named by the setting
     with pytest.raises(ConfigError) as caught:
         check_field(name, {"a": 1})
-    assert caught.value.field == name and str(caught.value).endswith(caught.value.allowed)
-    assert caught.value.allowed.startswith("must "), caught.value.allowed
+    assert str(caught.value).startswith(f"{name} {{'a': 1}}: must "), str(caught.value)
 
 
 def test_every_setting_is_an_option_of_the_same_name():
@@ -166,3 +167,59 @@ def test_the_fingerprint_leaves_out_exactly_the_settings_that_change_no_pixel(tm
         assert changed == (name not in NOT_IN_FINGERPRINT), name
     config = DEFAULTS.replace(**{name: value for name, (_given, value) in GIVEN.items()})
     assert fingerprint_settings(config) == {k: v for k, v in asdict(config).items() if k not in NOT_IN_FINGERPRINT}
+
+
+# --- messages: the API names the setting, the command line the option, a preset its file and key ---
+
+
+def test_the_api_names_the_setting(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        vidiff.stylize_video(tmp_path / "in.mp4", tmp_path / "out.mp4", prompt="x", strength=1.5)
+    assert str(caught.value) == "strength 1.5: must be a number in [0, 1] (or keyframes, such as '0:0.3, 48:0.7')"
+    with pytest.raises(ConfigError, match=r"^max_side 7: must be a whole number of pixels from 8 to 8192$"):
+        Config(prompt="x", max_side=7).validate()
+    with pytest.raises(ConfigError, match=r"^canny_low 300: must not be above canny_high \(200\)$"):
+        Config(prompt="x", canny_low=300).validate()
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["--strength", "1.5"], "--strength 1.5: must be a number in [0, 1] (or keyframes, such as '0:0.3, 48:0.7')"),
+        (["--max-side", "7"], "--max-side 7: must be a whole number of pixels from 8 to 8192"),
+        (["--canny-low", "300"], "--canny-low 300: must not be above --canny-high (200)"),
+    ],
+)
+def test_the_command_line_names_the_option(args, line, tmp_path):
+    result = CliRunner().invoke(cli, ["stylize", str(tmp_path / "in.mp4"), str(tmp_path / "out.mp4"), "--prompt", "x",
+                                      *args])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr == f"vidiff: error: {line}\n"
+
+
+def test_a_preset_names_its_file_and_key(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        parse_preset(b"max_side = 7\n", "x", "x.toml")
+    assert str(caught.value) == "x.toml: max_side = 7: must be a whole number of pixels from 8 to 8192"
+    preset = tmp_path / "style.toml"
+    preset.write_text("max_side = 7\n")
+    result = CliRunner().invoke(cli, ["stylize", "in.mp4", "out.mp4", "--preset", str(preset)])
+    assert result.exit_code == 2
+    assert result.stderr == f"vidiff: error: {preset}: max_side = 7: must be a whole number of pixels from 8 to 8192\n"
+
+
+def test_keyframes_that_cant_be_placed_name_the_setting_or_the_option(tmp_path):
+    # 2 s is frame 48 at 24 fps, after the next keyframe's frame 24: only placing them finds it
+    keyframes = "2s:0.3, 24:0.4"
+    config = Config(prompt="x", strength=keyframes).validate()
+    with pytest.raises(ConfigError) as caught:
+        Timeline(config, 24.0)
+    assert isinstance(caught.value, ScheduleError)
+    expected = f"strength {keyframes!r}: keyframe 24 falls at frame 24, not after the keyframe before it (frame 48)"
+    assert str(caught.value).startswith(expected), str(caught.value)
+
+    clip = make_clip(tmp_path / "clip.mp4", seconds=0.25)
+    result = CliRunner().invoke(cli, ["stylize", str(clip), str(tmp_path / "out.mp4"), "--prompt", "x", "--model",
+                                      "tiny", "--strength", keyframes, "--dry-run"])  # fmt: skip
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"vidiff: error: --{expected}"), result.stderr

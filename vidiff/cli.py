@@ -18,7 +18,7 @@ from dataclasses import fields
 import click
 
 from . import __version__
-from .errors import Interrupted, VidiffError, option_name
+from .errors import ConfigError, Interrupted, VidiffError, option_name
 from .settings.config import PRESET_KEYS, SETTINGS, Config, Setting
 from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import list_presets, load_preset, user_preset_dir
@@ -38,7 +38,9 @@ class VidiffGroup(click.Group):
             click.echo(f"vidiff: error: {_one_line(err.format_message())}", err=True)
             code = err.exit_code
         except VidiffError as err:
-            click.echo(f"vidiff: error: {_one_line(str(err))}", err=True)
+            # a bad setting is named as the user gave it here: as an option, or as a preset's key
+            message = err.on_command_line() if isinstance(err, ConfigError) else str(err)
+            click.echo(f"vidiff: error: {_one_line(message)}", err=True)
             code = 2
         except Interrupted as err:
             click.echo(f"vidiff: {err}", err=True)

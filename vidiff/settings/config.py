@@ -14,7 +14,7 @@ import textwrap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from ..errors import VidiffError
+from ..errors import ConfigError
 from ..io.rates import parse_fps
 from ..pipelines.samplers import SCHEDULERS
 from .keyframes import (
@@ -32,23 +32,6 @@ CONTROLS = ("canny", "softedge", "depth-from-luma", "tile")
 BAD_FRAME_ACTIONS = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
-
-
-class ConfigError(VidiffError):
-    """A setting with a bad value; knows the field so each caller can name it its own way."""
-
-    def __init__(self, field: str, value: Any, allowed: str, where: str | None = None):
-        self.field, self.value, self.allowed, self.where = field, value, allowed, where
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        if self.where:  # a preset file: name the file and the key
-            return f"{self.where}: {self.field} = {self.value!r}: {self.allowed}"
-        option = "--" + self.field.replace("_", "-")
-        return f"{option} {self.value!r}: {self.allowed}"
-
-    def located(self, where: str) -> "ConfigError":
-        return ConfigError(self.field, self.value, self.allowed, where)
 
 
 @dataclass(frozen=True)
@@ -484,7 +467,10 @@ class Config:
                 "control", list(self.control), f"give one for all ControlNets, or one per ControlNet ({len(self.controlnet)})"
             )
         if self.canny_low > self.canny_high:
-            raise ConfigError("canny_low", self.canny_low, f"must not be above --canny-high ({self.canny_high})")
+            raise ConfigError(
+                "canny_low", self.canny_low, f"must not be above canny_high ({self.canny_high})",
+                mentions=("canny_high",),
+            )
         lowest = min(values_of("strength", self.strength))
         if int(self.steps * lowest) < 1:
             raise ConfigError(

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from ..errors import VidiffError, option_name
+from ..errors import ConfigError, VidiffError, option_name
 
 INTERPOLATIONS = ("linear", "step", "smooth")
 
@@ -30,6 +30,10 @@ _TEXT_EXAMPLE = "such as 120:a marble statue (frame 120) or 5s:a marble statue"
 
 class ScheduleError(VidiffError, ValueError):
     """A keyframe string that can't be read; the message names the keyframe and what was expected."""
+
+
+class SettingScheduleError(ConfigError, ScheduleError):
+    """A setting's keyframes that can't be placed on the video: named as any other bad setting is."""
 
 
 @dataclass(frozen=True)
@@ -296,8 +300,8 @@ class Timeline:
         return notes
 
 
-def _located(option: str, value: Any, build: Callable[[Any], Schedule]) -> Schedule:
+def _located(name: str, value: Any, build: Callable[[Any], Schedule]) -> Schedule:
     try:
         return build(value)
     except ScheduleError as err:
-        raise ScheduleError(f"--{option.replace('_', '-')} {value!r}: {err}") from None
+        raise SettingScheduleError(name, value, str(err)) from None
