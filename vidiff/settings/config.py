@@ -295,7 +295,7 @@ class Config:
     device: str = setting(
         "auto",
         "Where the model runs: auto picks cuda, then mps, then cpu.",
-        # it changes no output pixel that matters: a run may resume on another device
+        # not in the fingerprint: a run may resume on another device
         choices=DEVICES, fingerprint=False,
     )
     dtype: str = setting("auto", "Weights' precision: auto is fp16 on cuda and fp32 elsewhere.", choices=DTYPES)
