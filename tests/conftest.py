@@ -13,9 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from vidiff.cli import cli
 from vidiff.models.tiny import tiny_parts
 from vidiff.io.ffmpeg import ffmpeg_exe
+from vidiff.settings.config import Config
 
 
 def make_clip(
@@ -98,6 +101,36 @@ def clips(tmp_path_factory):
         ),
         "silent": make_clip(folder / "silent.mp4", size="64x48", rate="25", seconds=0.2),
     }
+
+
+class FakeResult:
+    def summary(self) -> str:
+        return "fake run done"
+
+
+@pytest.fixture
+def run_configs(monkeypatch, tmp_path):
+    """Replace the run with a fake that records each Config the command line builds."""
+    received = []
+
+    def fake_stylize_video(input, output, config=None, **kwargs):
+        received.append((input, output, config))
+        return FakeResult()
+
+    monkeypatch.setattr("vidiff.run.stylize_video", fake_stylize_video)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> Config:
+        result = CliRunner().invoke(cli, ["stylize", "in.mp4", "out.mp4", *args])
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert "fake run done" in result.stdout
+        assert len(received) == 1
+        input, output, config = received.pop()
+        assert (input, output) == ("in.mp4", "out.mp4")
+        assert isinstance(config, Config)
+        return config
+
+    return run
 
 
 def tiny_controlnet(unet, seed: int = 0):

@@ -142,7 +142,7 @@ def test_controlnet_for_another_kind_of_model_is_refused(controlnet_folders):
 
 
 def test_control_count_must_fit_the_controlnets():
-    with pytest.raises(VidiffError, match="--control"):
+    with pytest.raises(VidiffError, match=r"^control \['canny', 'softedge'\]: give one for all ControlNets"):
         Config(prompt="x", controlnet=("a", "b", "c"), control=("canny", "softedge")).validate()
 
 

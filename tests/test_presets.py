@@ -189,38 +189,6 @@ def test_presets_unknown_name_is_an_error():
 # --- precedence: command line > preset > built-in default, through the real command line ---
 
 
-class FakeResult:
-    def summary(self) -> str:
-        return "fake run done"
-
-
-@pytest.fixture
-def run_configs(monkeypatch, tmp_path):
-    """Replace the run with a fake that records each Config the command line builds."""
-    import vidiff.run
-
-    received = []
-
-    def fake_stylize_video(input, output, config=None, **kwargs):
-        received.append((input, output, config))
-        return FakeResult()
-
-    monkeypatch.setattr(vidiff.run, "stylize_video", fake_stylize_video)
-    monkeypatch.chdir(tmp_path)
-
-    def run(*args: str) -> Config:
-        result = CliRunner().invoke(cli, ["stylize", "in.mp4", "out.mp4", *args])
-        assert result.exit_code == 0, (result.output, result.exception)
-        assert "fake run done" in result.stdout
-        assert len(received) == 1
-        input, output, config = received.pop()
-        assert (input, output) == ("in.mp4", "out.mp4")
-        assert isinstance(config, Config)
-        return config
-
-    return run
-
-
 def test_command_line_beats_preset_beats_default(run_configs):
     preset = load_preset("wooden-carving").settings
     assert preset["strength"] != 0.3

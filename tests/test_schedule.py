@@ -146,11 +146,13 @@ def test_keyframes_past_the_end_are_warned_about():
         ({"strength": "0:0.02, 10:0.5", "steps": 30}, "--strength", "a strength of 0.02 gives int(steps × strength) = 0"),
     ],
 )
-def test_config_rejects_bad_keyframes_naming_the_option(settings, option, expected):
+def test_config_rejects_bad_keyframes_naming_the_setting(settings, option, expected):
     with pytest.raises(ConfigError) as caught:
         Config(**{"prompt": "x", **settings}).validate()
-    message = str(caught.value)
-    assert message.startswith(option + " ") and expected in message, message
+    message, field = str(caught.value), option[2:].replace("-", "_")
+    assert message.startswith(field + " ") and expected in message, message
+    # the command line names the option instead, in the same words
+    assert caught.value.on_command_line() == option + message[len(field) :]
 
 
 def test_a_constant_schedule_is_the_plain_value():

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+import typing
 import warnings
 from contextlib import contextmanager
 from dataclasses import fields
@@ -19,10 +21,9 @@ from dataclasses import fields
 import click
 
 from . import __version__
-from .errors import Interrupted, VidiffError
-from .pipelines.samplers import SCHEDULERS
-from .settings.config import CONTROLS, DEVICES, DTYPES, NOISE_MODES, PRESET_KEYS, Config
-from .settings.keyframes import INTERPOLATIONS
+from .errors import ConfigError, Interrupted, VidiffError, option_name
+from .settings.config import PRESET_KEYS, SETTINGS, Config, Setting
+from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import list_presets, load_preset, user_preset_dir
 
 DEFAULTS = Config()
@@ -40,7 +41,9 @@ class VidiffGroup(click.Group):
             click.echo(f"vidiff: error: {_one_line(err.format_message())}", err=True)
             code = err.exit_code
         except VidiffError as err:
-            click.echo(f"vidiff: error: {_one_line(str(err))}", err=True)
+            # a bad setting is named as the user gave it here: as an option, or as a preset's key
+            message = err.on_command_line() if isinstance(err, ConfigError) else str(err)
+            click.echo(f"vidiff: error: {_one_line(message)}", err=True)
             code = 2
         except Interrupted as err:
             click.echo(f"vidiff: {err}", err=True)
@@ -97,6 +100,7 @@ class NumberOrKeyframes(click.ParamType):
 NUMBER = NumberOrKeyframes()
 WHOLE_NUMBER = NumberOrKeyframes(integer=True)
 KEYFRAMES_HELP = " Or keyframes: '0:0.3, 48:0.7' (frames) or '0s:0.3, 2.5s:0.7' (seconds)."
+_SETTING_NAME = re.compile(r"`(\w+)`")  # how a help text names another setting
 
 
 def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -104,6 +108,41 @@ def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None
         preset = load_preset(value)
         ctx.default_map = {**(ctx.default_map or {}), **preset.settings}
     return value
+
+
+def _setting_options(command):
+    """An option for each Config field, in the fields' order, made from its declaration (config.setting)."""
+    hints = typing.get_type_hints(Config)
+    for field in reversed(fields(Config)):  # Click lists the options in the reverse order they are added
+        command = _setting_option(field.name, SETTINGS[field.name], field.default, hints[field.name])(command)
+    return command
+
+
+def _setting_option(name: str, declared: Setting, default, hint):
+    option = option_name(name)
+    help = _SETTING_NAME.sub(lambda m: option_name(m[1]) if m[1] in SETTINGS else m[0], declared.help)
+    if declared.keyframes == NUMBERS:  # whole numbers (seeds) hold until the next keyframe: their help says so
+        help += KEYFRAMES_HELP
+    if declared.repeatable:
+        help += " Repeatable."
+    if hint is bool:
+        if declared.negatable:
+            return click.option(f"{option}/--no-{option[2:]}", default=default, show_default=True, help=help)
+        return click.option(option, is_flag=True, default=default, help=help)
+    if declared.keyframes == NUMBERS:
+        kind = NUMBER
+    elif declared.keyframes == WHOLE_NUMBERS:
+        kind = WHOLE_NUMBER
+    elif declared.choices:
+        kind = click.Choice(declared.choices)
+    elif declared.folder:
+        kind = click.Path(file_okay=False, path_type=str)
+    else:  # the number a field holds (int | None holds an int), or else text
+        numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+        kind = numbers[0] if numbers in ([int], [float]) else None
+    shown = default not in (None, "", ())  # an empty default says nothing in --help
+    return click.option(option, type=kind, default=default, multiple=declared.repeatable, show_default=shown,
+                        metavar=declared.metavar, help=help)
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -135,100 +174,7 @@ def cli() -> None:
 @click.argument("output", type=click.Path(path_type=str))
 @click.option("--preset", is_eager=True, expose_value=False, callback=_apply_preset, metavar="NAME|FILE.toml",
               help="A style preset (see `vidiff presets`); options given here override its values.")
-@click.option("--prompt", default=DEFAULTS.prompt,
-              help="What the frames should look like. Keyframes travel from text to text: "
-                   "'0:a wooden carving | 120:a marble statue'.")
-@click.option("--negative-prompt", default=DEFAULTS.negative_prompt,
-              help="What to steer away from (keyframes as for --prompt).")
-@click.option("--mix", multiple=True, metavar="TEXT:WEIGHT",
-              help="Mix another text's embedding into the prompt's: (1 - Σw)·prompt + Σ w·TEXT; repeatable. "
-                   "WEIGHT in [0, 1], or keyframes.")
-@click.option("--negative-mix", multiple=True, metavar="TEXT:WEIGHT", help="The same for the negative prompt.")
-@click.option("--strength", type=NUMBER, default=DEFAULTS.strength, show_default=True,
-              help="How far each frame is noised, in [0, 1]: low keeps the source, 1 ignores it." + KEYFRAMES_HELP)
-@click.option("--steps", type=int, default=DEFAULTS.steps, show_default=True,
-              help="Denoising steps of a full-strength run; int(steps × strength) run per frame.")
-@click.option("--guidance", type=NUMBER, default=DEFAULTS.guidance, show_default=True,
-              help="Classifier-free guidance scale; 1 or less turns CFG off (twice as fast). Keyframes too.")
-@click.option("--scheduler", type=click.Choice(list(SCHEDULERS)), default=DEFAULTS.scheduler, show_default=True,
-              help="The sampler.")
-@click.option("--seed", type=WHOLE_NUMBER, default=DEFAULTS.seed, show_default=True,
-              help="Seed of the noise. Keyframes hold until the next one: '0:1234, 120:99'.")
-@click.option("--interpolation", type=click.Choice(INTERPOLATIONS), default=DEFAULTS.interpolation,
-              show_default=True, help="How keyframed settings move between keyframes.")
-@click.option("--noise", type=click.Choice(NOISE_MODES), default=DEFAULTS.noise, show_default=True,
-              help="fixed: the same noise on every frame; per-frame: seed + frame index; "
-                   "warped: the noise follows the source's motion.")
-@click.option("--blend", type=NUMBER, default=DEFAULTS.blend, show_default=True,
-              help="Weight in [0, 1) of the previous frame's latents mixed into each frame before noising. "
-                   "Keyframes too.")
-@click.option("--flow-blend", type=NUMBER, default=DEFAULTS.flow_blend, show_default=True,
-              help="Weight in [0, 1) of the previous output, warped along the source's optical flow, "
-                   "blended into each frame before encoding. Keyframes too.")
-@click.option("--fusion", type=NUMBER, default=DEFAULTS.fusion, show_default=True,
-              help="Weight in [0, 1] with which each early denoising step's estimate is pulled towards the previous "
-                   "output, warped along the flow (cross-frame latent fusion). Keyframes too.")
-@click.option("--fusion-end", type=float, default=DEFAULTS.fusion_end, show_default=True,
-              help="The share of each frame's denoising steps, from the first, that --fusion acts on.")
-@click.option("--color-match/--no-color-match", default=DEFAULTS.color_match, show_default=True,
-              help="Match each output's colours to the first stylised frame of its shot.")
-@click.option("--cross-frame-attn/--no-cross-frame-attn", default=DEFAULTS.cross_frame_attn, show_default=True,
-              help="Up-block self-attention also attends to the shot's first frame and the previous one.")
-@click.option("--cuts/--no-cuts", default=DEFAULTS.cuts, show_default=True,
-              help="Detect hard cuts in INPUT and start each shot afresh.")
-@click.option("--cut-threshold", type=float, default=DEFAULTS.cut_threshold, show_default=True,
-              help="Colour-histogram distance in (0, 1] between frames that counts as a cut.")
-@click.option("--model", default=DEFAULTS.model, show_default=True,
-              help="SD 1.x, 2.x or SDXL: a hub id, a diffusers folder, a .safetensors file, or 'tiny' / 'tiny-sdxl' "
-                   "(random, offline, for smoke tests).")
-@click.option("--model-config", default=None, metavar="DIR",
-              help="A diffusers folder of the same kind as a single-file --model, so that it loads offline.")
-@click.option("--lora", multiple=True, metavar="PATH_OR_ID[:SCALE]",
-              help="A LoRA fused into the model at SCALE (default 1). Repeatable.")
-@click.option("--embedding", multiple=True, metavar="PATH[:TOKEN]",
-              help="A textual-inversion embedding; TOKEN (default: the file's name) stands for it in the prompt. "
-                   "Repeatable.")
-@click.option("--controlnet", multiple=True, metavar="PATH_OR_ID[:SCALE]",
-              help="A ControlNet that holds the source's shapes, at conditioning SCALE (default 1). Repeatable.")
-@click.option("--control", type=click.Choice(CONTROLS), multiple=True, default=DEFAULTS.control, show_default=True,
-              help="How each source frame becomes the control image: one for every ControlNet, or one per ControlNet.")
-@click.option("--canny-low", type=int, default=DEFAULTS.canny_low, show_default=True,
-              help="Canny's lower threshold (0-255 gradients): lower finds more edges.")
-@click.option("--canny-high", type=int, default=DEFAULTS.canny_high, show_default=True,
-              help="Canny's upper threshold: an edge must pass it somewhere to be kept.")
-@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True)
-@click.option("--dtype", type=click.Choice(DTYPES), default=DEFAULTS.dtype, show_default=True,
-              help="auto: fp16 on cuda, fp32 elsewhere.")
-@click.option("--allow-pickle", is_flag=True, help="Allow .ckpt/.pt checkpoints (loading a pickle runs its code).")
-@click.option("--batch-size", type=int, default=None,
-              help="Frames through the model at once (default: from the device and size). Only frames that "
-                   "don't depend on the previous output batch (not with --blend, --flow-blend or --fusion).")
-@click.option("--vae", default=DEFAULTS.vae, show_default=True,
-              help="full (the model's own), tiny (TAESD: much faster, a little blurrier), or a hub id, folder "
-                   "or .safetensors file of another VAE.")
-@click.option("--compile", is_flag=True, help="torch.compile the UNet and VAE: minutes to start, faster per frame on a GPU.")
-@click.option("--skip-similar", type=float, default=DEFAULTS.skip_similar, show_default=True, metavar="LEVELS",
-              help="Reuse the previous output when a source frame differs from the last stylised one by less "
-                   "than this mean difference in 8-bit levels (0: off). Faster on still shots.")
-@click.option("--max-side", type=int, default=DEFAULTS.max_side, show_default=True,
-              help="Scale frames down to fit this many pixels on the longer side (multiples of 8).")
-@click.option("--start", type=float, default=DEFAULTS.start, show_default=True, help="Seconds into INPUT to begin.")
-@click.option("--duration", type=float, default=None, help="Seconds of INPUT to stylise.")
-@click.option("--max-frames", type=int, default=None, help="Stop after this many frames.")
-@click.option("--fps", default=None, metavar="RATE",
-              help="Frame rate of an image-sequence INPUT (a folder of numbered images, or a pattern such as "
-                   "frames/img_%04d.png): a number or a fraction such as 30000/1001; 24 if not given. "
-                   "A video keeps its own.")
-@click.option("--on-bad-frame", type=click.Choice(("stop", "skip")), default=DEFAULTS.on_bad_frame,
-              show_default=True,
-              help="A frame of INPUT that can't be decoded (a damaged file): stop with an error naming it, "
-                   "or skip it, report it and go on.")
-@click.option("--crf", type=int, default=DEFAULTS.crf, show_default=True, help="H.264 quality (lower is better).")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--restart", is_flag=True,
-              help="Discard the unfinished work of an earlier run (OUTPUT.vidiff/) instead of resuming it.")
-@click.option("--save-frames", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
-              help="Also write every stylised frame as a PNG into DIR.")
+@_setting_options
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (frames, size, model, each keyframed value) and exit without loading the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")

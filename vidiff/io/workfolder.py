@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,10 @@ import torch
 
 from .. import __version__
 from ..errors import VidiffError
+from ..settings.config import fingerprint_settings
 from .atomic import write_atomic
 from .reader import input_identity
 
-# Settings that don't change a single output pixel: a run may resume with them changed.
-# on_bad_frame too: frames before a damaged one are the same either way, and a run stopped there
-# resumes with --on-bad-frame skip from where it stopped.
-NOT_IN_FINGERPRINT = ("overwrite", "restart", "save_frames", "device", "on_bad_frame")
 # Frames per encoded segment: a segment is encoded whole, so the video is the same however often
 # the run was interrupted; the frames of the unfinished one wait as lossless PNGs.
 SEGMENT_FRAMES = 48
@@ -47,7 +44,7 @@ PENDING_STATE = "pending-state.pt"
 
 def fingerprint(config, input_path: str | os.PathLike) -> str:
     """What the finished work depends on: the settings, the input's identity, and vidiff's version."""
-    settings = {k: v for k, v in asdict(config).items() if k not in NOT_IN_FINGERPRINT}
+    settings = fingerprint_settings(config)
     identity = {"path": os.path.abspath(input_path), **input_identity(input_path)}
     text = json.dumps(
         {"settings": settings, "input": identity, "version": __version__, "segment": SEGMENT_FRAMES, "layout": LAYOUT},

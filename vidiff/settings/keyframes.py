@@ -12,16 +12,16 @@ This module is pure Python: parsing, validation and interpolation, no models.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from ..errors import VidiffError
+from ..errors import ConfigError, VidiffError, option_name
 
 INTERPOLATIONS = ("linear", "step", "smooth")
 
-# the settings that may vary per frame, and how each value is read
-SCHEDULABLE = ("strength", "guidance", "blend", "flow_blend", "fusion", "seed")
-TEXT_SCHEDULABLE = ("prompt", "negative_prompt")
+# What a setting's keyframes hold, as its Config field declares it (config.setting(keyframes=...)).
+# Whole numbers (seeds) step from keyframe to keyframe instead of moving between them.
+NUMBERS, WHOLE_NUMBERS, TEXTS = "numbers", "whole numbers", "texts"
 
 _POSITION = re.compile(r"\s*(\d+(?:\.\d+)?)(s?)\s*:")
 _NUMBER_EXAMPLE = "such as 48:0.7 (frame 48) or 2.5s:0.7 (2.5 seconds)"
@@ -30,6 +30,10 @@ _TEXT_EXAMPLE = "such as 120:a marble statue (frame 120) or 5s:a marble statue"
 
 class ScheduleError(VidiffError, ValueError):
     """A keyframe string that can't be read; the message names the keyframe and what was expected."""
+
+
+class SettingScheduleError(ConfigError, ScheduleError):
+    """A setting's keyframes that can't be placed on the video: named as any other bad setting is."""
 
 
 @dataclass(frozen=True)
@@ -228,13 +232,18 @@ class Timeline:
 
     def __init__(self, config, fps: float | None):
         interpolation = config.interpolation
+        keyframed = {f.name: f.metadata["setting"].keyframes for f in fields(config) if f.metadata["setting"].keyframes}
         self.numbers = {
-            name: _located(name, getattr(config, name), lambda v: number_schedule(v, fps, interpolation, name == "seed"))
-            for name in SCHEDULABLE
+            name: _located(
+                name, getattr(config, name), lambda v: number_schedule(v, fps, interpolation, kind == WHOLE_NUMBERS)
+            )
+            for name, kind in keyframed.items()
+            if kind != TEXTS
         }
         self.texts = {
             name: _located(name, getattr(config, name), lambda v: text_schedule(v, fps, interpolation))
-            for name in TEXT_SCHEDULABLE
+            for name, kind in keyframed.items()
+            if kind == TEXTS
         }
         self.controls = [
             (name, _located("controlnet", spec, lambda _: number_schedule(weight, fps, interpolation)))
@@ -268,9 +277,7 @@ class Timeline:
 
     def scheduled(self) -> dict[str, Schedule]:
         """The settings that change over the video, by option name."""
-        found = {
-            "--" + name.replace("_", "-"): s for name, s in {**self.numbers, **self.texts}.items() if not s.is_constant
-        }
+        found = {option_name(name): s for name, s in {**self.numbers, **self.texts}.items() if not s.is_constant}
         for name, mixes in self.mixes.items():
             option = "--mix" if name == "prompt" else "--negative-mix"
             for text, schedule in mixes:
@@ -293,8 +300,8 @@ class Timeline:
         return notes
 
 
-def _located(option: str, value: Any, build: Callable[[Any], Schedule]) -> Schedule:
+def _located(name: str, value: Any, build: Callable[[Any], Schedule]) -> Schedule:
     try:
         return build(value)
     except ScheduleError as err:
-        raise ScheduleError(f"--{option.replace('_', '-')} {value!r}: {err}") from None
+        raise SettingScheduleError(name, value, str(err)) from None
