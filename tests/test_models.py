@@ -154,30 +154,30 @@ def test_single_file_missing_text_encoder_tensors_is_refused(folders, tmp_path):
 
 
 def test_single_file_without_a_config_says_to_give_one(folders):
-    with pytest.raises(VidiffError, match="SD 1.x checkpoint whose config is not available offline.*--model-config"):
+    with pytest.raises(VidiffError, match="SD 1.x checkpoint whose config is not available offline.*model_config"):
         load_parts(str(folders / "tiny-sd1.safetensors"), "cpu", "fp32")
 
 
 def test_single_file_with_a_config_of_another_kind_is_refused(folders):
-    with pytest.raises(VidiffError, match="is an SD 1.x checkpoint but --model-config .* is an SDXL model"):
+    with pytest.raises(VidiffError, match="is an SD 1.x checkpoint but model_config .* is an SDXL model"):
         load_parts(str(folders / "tiny-sd1.safetensors"), "cpu", "fp32", model_config=str(folders / "sdxl"))
 
 
 def test_model_config_that_is_not_a_diffusers_folder(folders, tmp_path):
-    with pytest.raises(VidiffError, match="--model-config .*model_index.json"):
+    with pytest.raises(VidiffError, match="^model_config .*model_index.json"):
         load_parts(str(folders / "tiny-sd1.safetensors"), "cpu", "fp32", model_config=str(tmp_path))
 
 
 def test_pickle_checkpoint_needs_allow_pickle(tmp_path):
     pickle = tmp_path / "model.ckpt"
     pickle.write_bytes(b"never unpickled")
-    with pytest.raises(VidiffError, match="pickle.*--allow-pickle"):
+    with pytest.raises(VidiffError, match="pickle.*allow_pickle"):
         load_parts(str(pickle), "cpu", "fp32", model_config=str(tmp_path))
 
 
 def test_a_lora_given_as_the_model_is_named_as_a_lora(tmp_path):
     lora = write_tiny_lora(tmp_path)
-    with pytest.raises(VidiffError, match="not a Stable Diffusion checkpoint .*--lora"):
+    with pytest.raises(VidiffError, match="not a Stable Diffusion checkpoint .*lora"):
         load_parts(str(lora), "cpu", "fp32")
 
 

@@ -223,3 +223,16 @@ def test_keyframes_that_cant_be_placed_name_the_setting_or_the_option(tmp_path):
                                       "tiny", "--strength", keyframes, "--dry-run"])  # fmt: skip
     assert result.exit_code == 2
     assert result.stderr.startswith(f"vidiff: error: --{expected}"), result.stderr
+
+
+def test_errors_beyond_the_checks_name_settings_as_their_user_wrote_them(clips, tmp_path):
+    """A message written with options reads as fields from the API and as options on the command line."""
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"an earlier result")
+    with pytest.raises(vidiff.VidiffError) as raised:
+        vidiff.stylize_video(clips["plain"], output, prompt="x", model="tiny")
+    assert "pass overwrite to replace it" in str(raised.value) and "--" not in str(raised.value)
+    result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(output), "--prompt", "x", "--model", "tiny"])
+    assert result.exit_code == 2 and "pass --overwrite to replace it" in result.stderr
+    # a file name that looks like an option is left as it is
+    assert str(vidiff.VidiffError("input --odd.mp4 not found; give --max-side 64")) == "input --odd.mp4 not found; give max_side 64"

@@ -21,7 +21,7 @@ from dataclasses import fields
 import click
 
 from . import __version__
-from .errors import ConfigError, Interrupted, VidiffError, option_name
+from .errors import Interrupted, VidiffError, option_name
 from .settings.config import PRESET_KEYS, SETTINGS, Config, Setting
 from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import list_presets, load_preset, user_preset_dir
@@ -42,7 +42,7 @@ class VidiffGroup(click.Group):
             code = err.exit_code
         except VidiffError as err:
             # a bad setting is named as the user gave it here: as an option, or as a preset's key
-            message = err.on_command_line() if isinstance(err, ConfigError) else str(err)
+            message = err.on_command_line()
             click.echo(f"vidiff: error: {_one_line(message)}", err=True)
             code = 2
         except Interrupted as err:

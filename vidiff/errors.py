@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -9,8 +10,27 @@ class VidiffError(Exception):
     """A bad input, option or environment, with a message that says what to do.
 
     The command line prints the message as one line and exits with code 2; anything else that
-    escapes is a bug in vidiff and keeps its traceback.
+    escapes is a bug in vidiff and keeps its traceback. A message is written as the command line
+    names settings (`--max-side`); str() names them as the Python API does (`max_side`), and
+    on_command_line() gives the text as written.
     """
+
+    def __str__(self) -> str:
+        return _as_fields(super().__str__())
+
+    def on_command_line(self) -> str:
+        return super().__str__()
+
+
+def _as_fields(text: str) -> str:
+    """`--max-side` -> `max_side`, for every option in `text` that is a setting."""
+    from .settings.config import SETTINGS  # here: the settings import this module
+
+    def field(match: re.Match) -> str:
+        name = match.group(1).replace("-", "_")
+        return name if name in SETTINGS else match.group(0)
+
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", field, text)
 
 
 class Interrupted(Exception):
