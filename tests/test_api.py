@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vidiff
-from conftest import make_clip, read_frames
+from helpers import make_clip, read_frames
 
 SETTINGS = dict(model="tiny", prompt="a wooden carving", steps=3, strength=0.5, max_side=64, batch_size=1,
                 noise="warped", flow_blend=0.3, color_match=True)  # fmt: skip

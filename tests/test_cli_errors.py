@@ -20,7 +20,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import make_clip, read_frames
+from helpers import make_clip, read_frames
 from vidiff.cli import cli
 from vidiff.io.ffmpeg import ffmpeg_exe
 
@@ -181,7 +181,7 @@ def _extra(option: str, name: str, content: bytes | None, *mentions: str):
 
 
 def _lora_for_sdxl(w: Workspace):
-    from conftest import write_tiny_lora
+    from helpers import write_tiny_lora
 
     lora = write_tiny_lora(w.root / "extras", kind="sdxl")
     return stylize_args(w.input, w.output, lora=str(lora.relative_to(w.root))), ["--lora", "does not fit"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import read_frames
+from helpers import read_frames
 from vidiff import run as run_module
 from vidiff.cli import cli
 from vidiff.settings.presets import load_preset

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_clip, read_frames
+from helpers import make_clip, read_frames
 from vidiff.cli import cli
 from vidiff.io.workfolder import SEGMENT_FRAMES
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import read_frames, write_static_clip
+from helpers import read_frames, write_static_clip
 from vidiff import Config, stylize_video
 from vidiff.cli import cli
 from vidiff.settings.config import RULES, ConfigError

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import make_clip, read_frames, write_static_clip
+from helpers import make_clip, read_frames, write_static_clip
 from vidiff.cli import cli
 from vidiff.settings.config import Config
 

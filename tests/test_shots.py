@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from click.testing import CliRunner
 
-from test_odd_videos import damage_frames
-from test_reader_seek import cut_clip
+from helpers import damage_frames
+from helpers import cut_clip
 from vidiff.cli import cli
 from vidiff.errors import VidiffError
 from vidiff.io.reader import VideoReader, fit_size

@@ -11,8 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from conftest import read_frames, write_static_clip
-from test_stylizer import reference_frame, reference_pipeline
+from helpers import read_frames, write_static_clip
+from helpers import reference_frame, reference_pipeline
 from vidiff.cli import cli
 from vidiff.settings.config import Config
 from vidiff.io.workfolder import SEGMENT_FRAMES
@@ -130,7 +130,7 @@ SMALL = ["--model", "tiny", "--prompt", "a wooden carving", "--steps", "4", "--s
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from conftest import make_clip
+    from helpers import make_clip
 
     return make_clip(tmp_path_factory.mktemp("batching") / "clip.mp4", size="64x48", rate="24", seconds=0.5)
 

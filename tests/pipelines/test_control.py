@@ -8,8 +8,8 @@ import pytest
 from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionXLControlNetImg2ImgPipeline
 from PIL import Image
 
-from conftest import tiny_controlnet
-from test_stylizer import reference_frame as plain_reference_frame, test_frames
+from helpers import tiny_controlnet
+from helpers import reference_frame as plain_reference_frame, random_frames
 from vidiff.settings.config import Config
 from vidiff.pipelines.control_images import PREPROCESSORS, canny, control_image, depth_from_luma, softedge
 from vidiff.errors import VidiffError
@@ -110,7 +110,7 @@ def test_controlnet_path_matches_diffusers(controlnet_folders, case):
     nets = parts.controlnets[0] if len(specs) == 1 else parts.controlnets
     pipe = reference(parts, nets, config.scheduler)
     stylizer = Img2ImgProcessor(parts, config)
-    frame = shapes_frame((64, 48)) // 2 + test_frames(1)[0] // 2
+    frame = shapes_frame((64, 48)) // 2 + random_frames(1)[0] // 2
     ours = stylizer(frame, 0).image
     theirs = reference_frame(pipe, frame, config, scales)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
@@ -150,7 +150,7 @@ def test_a_keyframed_control_scale_hits_its_keyframes(controlnet_folders):
     net = str(controlnet_folders / "sd1-a")
     scheduled = f"{net}:0:0.2, 4:1.0"
     parts = load_parts("tiny", "cpu", "fp32", controlnet=(scheduled,))
-    frame = shapes_frame((64, 48)) // 2 + test_frames(1)[0] // 2
+    frame = shapes_frame((64, 48)) // 2 + random_frames(1)[0] // 2
 
     def frame_at(index: int, spec: str) -> np.ndarray:
         config = Config(prompt="a bronze sculpture", strength=0.7, steps=5, scheduler="ddim", seed=8,

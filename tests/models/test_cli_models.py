@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from conftest import read_frames, tiny_controlnet, write_tiny_lora
+from helpers import read_frames, tiny_controlnet, write_tiny_lora
 from vidiff.cli import cli
 from vidiff.models.tiny import tiny_parts
 

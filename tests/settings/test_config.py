@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import vidiff
-from conftest import make_clip
+from helpers import make_clip
 from vidiff.cli import cli
 from vidiff.io.workfolder import fingerprint
 from vidiff.settings.config import PRESET_KEYS, Config, ConfigError, check_field, fingerprint_settings
@@ -150,7 +150,7 @@ def test_preset_keys_are_the_fields_marked_preset():
 
 
 def test_readme_lists_the_preset_keys():
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     sentence = re.search(r"A preset may set (.*?);", readme, re.S)
     assert sentence, "README.md no longer says which keys a preset may set"
     listed = re.findall(r"`(\w+)`", sentence.group(1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_stylizer import test_frames
+from helpers import random_frames
 from vidiff.settings.config import Config
 from vidiff.pipelines.prompts import PromptEncoder
 from vidiff.pipelines.img2img import Img2ImgProcessor
@@ -44,7 +44,7 @@ def conditioning_seen_by_unet(parts, config: Config, frame) -> torch.Tensor:
 
 
 def test_weight_0_is_the_prompt_alone_and_weight_1_the_other_text_alone(tiny):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     rabbit, frog = stylise(tiny, frame), stylise(tiny, frame, prompt="a frog")
     assert np.abs(rabbit - frog).max() > 1  # the two prompts do give different frames
     assert np.abs(stylise(tiny, frame, mix=("a frog:0",)) - rabbit).max() <= 1
@@ -54,7 +54,7 @@ def test_weight_0_is_the_prompt_alone_and_weight_1_the_other_text_alone(tiny):
 
 
 def test_the_unet_sees_the_weighted_sum_of_embeddings(tiny):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     config = Config(prompt="a rabbit", negative_prompt="blurry", mix=("a frog:0.3", "a cat:0.2"),
                     negative_mix=("dark:0.4",), **BASE).validate()  # fmt: skip
     seen = conditioning_seen_by_unet(tiny, config, frame)
@@ -66,7 +66,7 @@ def test_the_unet_sees_the_weighted_sum_of_embeddings(tiny):
 
 
 def test_prompt_travel_is_the_prompt_at_keyframes_and_a_mix_between(tiny):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     travel = "0:a rabbit | 4:a frog"
     assert np.abs(stylise(tiny, frame, 0, prompt=travel) - stylise(tiny, frame, 0)).max() <= 1
     assert np.abs(stylise(tiny, frame, 4, prompt=travel) - stylise(tiny, frame, 4, prompt="a frog")).max() <= 1
@@ -80,7 +80,7 @@ def test_prompt_travel_is_the_prompt_at_keyframes_and_a_mix_between(tiny):
 
 @pytest.mark.parametrize("guidance", [7.5, 1.0])
 def test_a_scheduled_mix_weight_hits_its_keyframes(tiny, guidance):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     mixed = ("a frog:0:0, 10:1",)
     start = stylise(tiny, frame, 0, mix=mixed, guidance=guidance)
     end = stylise(tiny, frame, 10, mix=mixed, guidance=guidance)
@@ -89,7 +89,7 @@ def test_a_scheduled_mix_weight_hits_its_keyframes(tiny, guidance):
 
 
 def test_sdxl_mixing_carries_the_pooled_embeddings(tiny_xl):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     rabbit, frog = stylise(tiny_xl, frame), stylise(tiny_xl, frame, prompt="a frog")
     assert np.abs(rabbit - frog).max() > 1
     assert np.abs(stylise(tiny_xl, frame, mix=("a frog:0",)) - rabbit).max() <= 1

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conftest import make_clip, read_frames
+from helpers import make_clip, read_frames
 from vidiff.errors import VidiffError
 from vidiff.io.ffmpeg import audio_streams
 from vidiff.io.rates import exact_fps

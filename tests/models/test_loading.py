@@ -14,9 +14,9 @@ from diffusers import PNDMScheduler, StableDiffusionImg2ImgPipeline, UNet2DCondi
 from PIL import Image
 from safetensors.torch import save_file
 
-from conftest import write_tiny_lora
+from helpers import write_tiny_lora
 from ldm_layout import original_layout
-from test_stylizer import test_frames
+from helpers import random_frames
 from vidiff.models.adapters import _pipeline
 from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
@@ -49,7 +49,7 @@ def test_single_file_loads_offline_with_a_config_folder(tiny, folders):
     for name in ("unet", "vae", "text_encoder"):
         assert_same_weights(getattr(tiny, name), getattr(parts, name))
     config = Config(prompt="a linocut", strength=0.5, steps=4)
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     assert np.array_equal(Img2ImgProcessor(parts, config)(frame, 0).image, Img2ImgProcessor(tiny, config)(frame, 0).image)
 
 
@@ -116,7 +116,7 @@ def test_single_file_of_each_kind_loads_offline_with_a_config_folder(kind, tmp_p
     folder = load_parts(str(tmp_path / "folder"), "cpu", "fp32")
     assert folder.kind == kind
     config = Config(prompt="a linocut", negative_prompt="", strength=0.5, steps=3)
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     ours = Img2ImgProcessor(parts, config)(frame, 0).image
     assert np.array_equal(ours, Img2ImgProcessor(folder, config)(frame, 0).image)
     # and the weights mattered: the config folder's own (seed 1) give another frame
@@ -233,7 +233,7 @@ def test_v_prediction_model_matches_diffusers(folders, tmp_path):
     parts = load_parts(str(folder), "cpu", "fp32")
     assert parts.scheduler_config.prediction_type == "v_prediction"
     config = Config(prompt="a fresco", negative_prompt="", strength=0.6, steps=6, scheduler="ddim", seed=5)
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     ours = Img2ImgProcessor(parts, config)(frame, 0).image
     reference = StableDiffusionImg2ImgPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
     reference.scheduler = make_scheduler("ddim", reference.scheduler.config)

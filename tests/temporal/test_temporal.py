@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import pan, run_frames, textured, warp_error
 import vidiff.pipelines.latents as latents_module
 from vidiff.settings.config import Config
 from vidiff.temporal.change import cut_score, is_cut
@@ -14,24 +15,6 @@ from vidiff.pipelines.img2img import Img2ImgProcessor
 from vidiff.temporal.blending import flow_blend
 from vidiff.temporal.color import match_colors
 from vidiff.temporal.noise import warp_noise
-
-
-def textured(height=240, width=320, seed=0) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    return cv2.GaussianBlur(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), (7, 7), 0)
-
-
-def pan(frames: int, dx: int, dy: int = 0, size=(64, 48), seed=0) -> list[np.ndarray]:
-    """A textured picture sliding by (dx, dy) pixels per frame: known motion."""
-    width, height = size
-    big = textured(height + abs(dy) * frames + 16, width + abs(dx) * frames + 16, seed)
-    out = []
-    for t in range(frames):
-        x0, y0 = 8 + (frames - t) * dx if dx > 0 else 8 - t * dx, 8 + (frames - t) * dy if dy > 0 else 8 - t * dy
-        out.append(np.ascontiguousarray(big[y0 : y0 + height, x0 : x0 + width]))
-    return out
 
 
 def test_backward_flow_recovers_a_known_shift():
@@ -134,25 +117,6 @@ def test_match_colors_takes_the_reference_statistics():
     ref = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB).astype(float)
     assert np.allclose(lab.mean((0, 1)), ref.mean((0, 1)), atol=2)
     assert np.allclose(lab.std((0, 1)), ref.std((0, 1)), atol=2)
-
-
-def run_frames(tiny, frames, **settings) -> list:
-    config = Config(prompt="a wooden carving", steps=4, strength=0.5, seed=3).replace(**settings)
-    results, state = [], None
-    with Img2ImgProcessor(tiny, config) as stylizer:
-        for index, frame in enumerate(frames):
-            result = stylizer(frame, index, state)
-            state = result.state
-            results.append(result)
-    return results
-
-
-def warp_error(sources, outputs) -> float:
-    errors = []
-    for t in range(1, len(sources)):
-        flow, trusted = backward_flow(sources[t - 1], sources[t])
-        errors.append(np.abs(warp(outputs[t - 1], flow).astype(float) - outputs[t])[trusted].mean())
-    return float(np.mean(errors))
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_temporal import pan, run_frames, warp_error
+from helpers import pan, run_frames, warp_error
 from vidiff.pipelines.denoise import FusionHook
 from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler, noise_level, output_for, predicted_original
 from vidiff.temporal.blending import warp_latents

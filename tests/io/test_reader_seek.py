@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_odd_videos import clip_args, damage_frames, ffmpeg, write_images
+from helpers import clip_args, cut_clip, damage_frames, ffmpeg, write_images
 from vidiff.errors import VidiffError
 from vidiff.io.reader import VideoReader, probe
 from vidiff.settings.config import Config
@@ -16,15 +16,6 @@ from vidiff.temporal.change import is_cut
 
 CUT = 30  # where the long clip switches from testsrc2 to smptebars: inside its third 12-frame GOP
 LENGTH = 72  # 3 s at 24 fps
-
-
-def cut_clip(path: Path, before: int, after: int, *options: str) -> Path:
-    """`before` frames of testsrc2, then `after` of smptebars: a hard cut at frame `before` (H.264)."""
-    graph = (f"[0:v]trim=end_frame={before},scale=64:48,setsar=1[a];"
-             f"[1:v]trim=end_frame={after},scale=64:48,setsar=1[b];[a][b]concat=n=2:v=1[v]")  # fmt: skip
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24", "-f", "lavfi", "-i", "smptebars=size=320x240:rate=24",
-           "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p", *options, path)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ what comes out is read back with OpenCV and checked: frame count, size, frame ra
 from __future__ import annotations
 
 import os
-import struct
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -18,26 +17,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import read_frames
+from helpers import clip_args, damage_frames, ffmpeg, read_frames, write_images
 from vidiff.cli import cli
 from vidiff.io.ffmpeg import audio_streams, ffmpeg_exe
 from vidiff.io.reader import DEFAULT_IMAGE_FPS, VideoReader, _decoded_frames, fit_size, image_sequence, input_identity, probe
 
 MAX_SIDE = 64
 FAST = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.5", "--max-side", str(MAX_SIDE)]
-
-
-def ffmpeg(*args) -> None:
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-y", *map(str, args)], check=True)
-
-
-def clip_args(size: str = "64x48", rate: str = "24", frames: int = 2) -> list[str]:
-    """ffmpeg arguments for `frames` frames of testsrc2 at exactly `size`: the input, then output
-    options, so nothing but output options and OUTPUT may follow them."""
-    width, height = size.split("x")
-    # testsrc2 rounds odd sizes to even ones: draw larger, then scale to the exact size
-    return ["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={rate}", "-frames:v", str(frames),
-            "-vf", f"scale={width}:{height},setsar=1"]  # fmt: skip
 
 
 def x264(pix_fmt: str = "yuv420p") -> list[str]:
@@ -212,18 +198,6 @@ def test_containers(tmp_path, suffix):
 # --- image sequences ---
 
 
-def write_images(folder: Path, names: list[str], size=(64, 48), seed: int = 0) -> list[np.ndarray]:
-    """Random RGB pictures saved under `names` in `folder`; returns them in the order given."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    pictures = []
-    for name in names:
-        picture = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-        assert cv2.imwrite(str(folder / name), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-        pictures.append(picture)
-    return pictures
-
-
 def test_folder_of_images_in_number_order_with_fps(tmp_path):
     folder = tmp_path / "frames"
     in_order = ["img_1.png", "img_2.png", "img_10.png"]  # img_10 comes after img_2 by number, before it by text
@@ -332,32 +306,6 @@ def test_fps_is_refused_for_a_video(tmp_path):
 
 
 # --- frames a decoder can't read ---
-
-
-def damage_frames(source: Path, target: Path, frames: set[int]) -> None:
-    """Copy an intra-only H.264 MP4 (video only), making the given frames undecodable.
-
-    Each frame is one IDR NAL unit in the mdat box; its length field is set to more than the
-    sample holds, so the decoder rejects that frame's packet while the container's index still
-    finds every later frame.
-    """
-    data = bytearray(source.read_bytes())
-    position = 0
-    while True:
-        size, kind = struct.unpack(">I4s", data[position : position + 8])
-        if kind == b"mdat":
-            break
-        position += size
-    end, position, idr = position + size, position + 8, -1
-    while position < end:
-        (length,) = struct.unpack(">I", data[position : position + 4])
-        if data[position + 4] & 0x1F == 5:  # an IDR slice: one per frame
-            idr += 1
-            if idr in frames:
-                data[position : position + 4] = struct.pack(">I", 0x7FFFFFFF)
-        position += 4 + length
-    assert idr >= max(frames)
-    target.write_bytes(data)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import torch
 from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import load_file, save_file
 
-from conftest import write_tiny_lora
-from test_stylizer import reference_frame, reference_pipeline, test_frames
+from helpers import write_tiny_lora
+from helpers import reference_frame, reference_pipeline, random_frames
 from vidiff.settings.config import Config
 from vidiff.errors import VidiffError
 from vidiff.models.loading import load_parts
@@ -26,7 +26,7 @@ def lora_file(tmp_path_factory):
 
 
 def frame_of(parts, config=CONFIG) -> np.ndarray:
-    return Img2ImgProcessor(parts, config)(test_frames(1)[0], 0).image
+    return Img2ImgProcessor(parts, config)(random_frames(1)[0], 0).image
 
 
 def test_lora_at_scale_0_is_no_lora(tiny, lora_file):
@@ -43,7 +43,7 @@ def test_lora_at_a_scale_matches_diffusers_fused_lora(tiny, lora_file, config):
     pipe = reference_pipeline(tiny_parts(), config.scheduler)
     pipe.load_lora_weights(str(lora_file.parent))
     pipe.fuse_lora(lora_scale=0.7)
-    theirs = reference_frame(pipe, test_frames(1)[0], config)
+    theirs = reference_frame(pipe, random_frames(1)[0], config)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     # and the LoRA does change the picture: the match above is not a match with the plain model
     assert np.abs(ours.astype(int) - frame_of(tiny, config).astype(int)).max() > 4

@@ -8,7 +8,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionXLImg2ImgPipeline
 
-from test_stylizer import reference_frame, test_frames
+from helpers import reference_frame, random_frames
 from vidiff.settings.config import Config
 from vidiff.pipelines.prompts import PromptEncoder
 from vidiff.pipelines.samplers import make_scheduler
@@ -46,7 +46,7 @@ def test_sdxl_matches_diffusers_img2img(tiny_xl, scheduler, negative, guidance):
     )  # fmt: skip
     stylizer = Img2ImgProcessor(tiny_xl, config)
     pipe = reference_xl(tiny_xl, scheduler)
-    for index, frame in enumerate(test_frames(2, size=(64, 40))):
+    for index, frame in enumerate(random_frames(2, size=(64, 40))):
         ours = stylizer(frame, index).image
         theirs = reference_xl_frame(pipe, frame, config)
         assert ours.shape == theirs.shape == frame.shape

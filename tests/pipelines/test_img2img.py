@@ -4,52 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from diffusers import StableDiffusionImg2ImgPipeline
-from PIL import Image
 
+from helpers import random_frames, reference_frame, reference_pipeline
 from vidiff.settings.config import Config
-from vidiff.pipelines.samplers import SCHEDULERS, make_scheduler
+from vidiff.pipelines.samplers import SCHEDULERS
 from vidiff.pipelines.img2img import Img2ImgProcessor
 
 
-def reference_pipeline(parts, scheduler: str) -> StableDiffusionImg2ImgPipeline:
-    """diffusers' own img2img pipeline on the same parts, as a diffusers user would build it."""
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=parts.vae,
-        text_encoder=parts.text_encoder,
-        tokenizer=parts.tokenizer,
-        unet=parts.unet,
-        scheduler=make_scheduler(scheduler, parts.scheduler_config),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def reference_frame(pipe, frame: np.ndarray, config: Config, **extra) -> np.ndarray:
-    """The frame as `pipe` stylises it with the config's settings; `extra` adds or replaces pipe arguments."""
-    arguments = dict(
-        prompt=config.prompt,
-        negative_prompt=config.negative_prompt,
-        image=Image.fromarray(frame),
-        strength=config.strength,
-        num_inference_steps=config.steps,
-        guidance_scale=config.guidance,
-        generator=torch.Generator("cpu").manual_seed(config.seed),
-    )
-    return np.array(pipe(**{**arguments, **extra}).images[0])
-
-
-def test_frames(count: int = 2, size=(64, 48)) -> list[np.ndarray]:
-    rng = np.random.default_rng(5)
-    width, height = size
-    return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
-
-
-test_frames.__test__ = False  # a helper, not a test
+random_frames.__test__ = False  # a helper, not a test
 
 
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
@@ -67,7 +29,7 @@ def test_matches_diffusers_img2img_for_every_scheduler(tiny, scheduler):
     )
     stylizer = Img2ImgProcessor(tiny, config)
     pipe = reference_pipeline(tiny, scheduler)
-    for index, frame in enumerate(test_frames()):
+    for index, frame in enumerate(random_frames()):
         ours = stylizer(frame, index).image
         theirs = reference_frame(pipe, frame, config)
         assert ours.shape == theirs.shape == frame.shape
@@ -80,7 +42,7 @@ def test_matches_diffusers_img2img_for_every_scheduler(tiny, scheduler):
 def test_matches_diffusers_without_cfg(tiny, guidance):
     config = Config(prompt="a watercolour", strength=0.5, steps=6, guidance=guidance, scheduler="euler-a", seed=2)
     stylizer = Img2ImgProcessor(tiny, config)
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     theirs = reference_frame(reference_pipeline(tiny, "euler-a"), frame, config)
     batches = []
     hook = tiny.unet.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
@@ -97,13 +59,13 @@ def test_prompt_is_encoded_once_per_video(tiny, monkeypatch):
     original = tiny.text_encoder.forward
     monkeypatch.setattr(tiny.text_encoder, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
     stylizer = Img2ImgProcessor(tiny, Config(prompt="a marble statue", negative_prompt="colour", steps=4, strength=0.5))
-    for index, frame in enumerate(test_frames(3)):
+    for index, frame in enumerate(random_frames(3)):
         stylizer(frame, index)
     assert len(calls) == 2  # the prompt and the negative prompt, once each for the whole video
 
 
 def test_fixed_noise_is_the_same_on_every_frame_and_per_frame_noise_is_not(tiny):
-    frame = test_frames(1)[0]
+    frame = random_frames(1)[0]
     fixed = Img2ImgProcessor(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="fixed", seed=9))
     per_frame = Img2ImgProcessor(tiny, Config(prompt="oil painting", steps=4, strength=0.75, noise="per-frame", seed=9))
     # the same picture at two frame indices: fixed noise gives the same output, per-frame doesn't
@@ -115,7 +77,7 @@ def test_fixed_noise_is_the_same_on_every_frame_and_per_frame_noise_is_not(tiny)
 
 
 def test_blend_zero_gives_independent_frames(tiny):
-    frames = test_frames(3)
+    frames = random_frames(3)
     config = Config(prompt="claymation", steps=4, strength=0.5, blend=0.0, noise="per-frame")
     stylizer = Img2ImgProcessor(tiny, config)
     state = None
@@ -151,7 +113,7 @@ def test_same_settings_give_identical_frames(tiny):
     runs = []
     for _ in range(2):
         stylizer, state, images = Img2ImgProcessor(tiny, config), None, []
-        for index, frame in enumerate(test_frames(3)):
+        for index, frame in enumerate(random_frames(3)):
             result = stylizer(frame, index, state)
             state = result.state
             images.append(result.image)
