@@ -178,6 +178,6 @@ def find_shots(reader: VideoReader, threshold: float | None) -> tuple[tuple[Shot
                 previous = histogram
                 count += 1
     except VidiffError as err:
-        stopped = str(err)
+        stopped = err.on_command_line()  # a warning, worded as the other warnings are
     ends = [first for first, _ in starts[1:]] + [count]
     return tuple(Shot(n, first, end, source) for n, ((first, source), end) in enumerate(zip(starts, ends))), stopped
