@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 import vidiff.temporal.attention as attention_module  # noqa: E402
 import vidiff.pipelines.img2img as stylizer_module  # noqa: E402
+import vidiff.pipelines.noise as noise_module  # noqa: E402
 from clips import clip_frames, pan_frames  # noqa: E402
 from temporal import BASE, MODES, OFF, load_model, make_config  # noqa: E402
 from vidiff.settings.config import Config  # noqa: E402
@@ -218,27 +219,27 @@ def fine_noise(coarse: torch.Tensor, generator: torch.Generator, factor: int) ->
     return z.reshape(batch, channels, height * factor, width * factor)
 
 
-def subpixel_noise(self, latents, generator, frame_index, seed, state, flow, trusted):
-    """A variant of Img2ImgProcessor._noise for noise = "warped": the noise lives at the image's resolution
+def subpixel_noise(latents, generator, frame_index, seed, mode, prev_noise, prev_offset, flow, trusted):
+    """A variant of vidiff.pipelines.noise.prepare_noise for noise = "warped": the noise lives at the image's resolution
     (64 samples per latent pixel), is carried along the flow there by vidiff's own warp_noise, and each
     latent pixel's noise is its 64 samples' sum ÷ 8, so it follows motion to within an image pixel
     instead of a latent pixel. Kept in the state's noise_offset slot: (fine noise, its offsets)."""
     factor = 8
     height, width = latents.shape[-2:]
-    if self.config.noise != "warped":
-        return original_noise(self, latents, generator, frame_index, seed, state, flow, trusted)
+    if mode != "warped":
+        return original_noise(latents, generator, frame_index, seed, mode, prev_noise, prev_offset, flow, trusted)
     fine_generator = torch.Generator("cpu").manual_seed(seed + frame_index + 1_000_003)
-    if state.noise is None or flow is None or not isinstance(state.noise_offset, tuple):
+    if prev_noise is None or flow is None or not isinstance(prev_offset, tuple):
         coarse = torch.randn(latents.shape, generator=generator)
         return coarse, (fine_noise(coarse, fine_generator, factor), None)
-    previous, offset = state.noise_offset
+    previous, offset = prev_offset
     fresh = torch.randn(previous.shape, generator=fine_generator)
     fine, offset = warp_noise(previous, torch.from_numpy(flow), torch.from_numpy(trusted), fresh, offset)
     coarse = fine.view(1, -1, height, factor, width, factor).sum(dim=(3, 5)) / factor
     return coarse, (fine, offset)
 
 
-original_noise = stylizer_module.Img2ImgProcessor._noise
+original_noise = stylizer_module.prepare_noise
 
 
 def subpixel_warped_noise(parts) -> None:
@@ -246,14 +247,14 @@ def subpixel_warped_noise(parts) -> None:
     results = {}
     for variant in ("as vidiff has it", "sub-pixel"):
         if variant == "sub-pixel":
-            stylizer_module.Img2ImgProcessor._noise = subpixel_noise
+            stylizer_module.prepare_noise = subpixel_noise
         try:
             for clip in ("pan", "zoom", "object", "cut"):
                 frames = clip_frames(clip, SIZE, FRAMES)
                 for label, settings in (("warped noise", {"noise": "warped"}), ("everything on", MODES["everything on"])):
                     results[(variant, clip, label)] = warp_error(frames, stylise(parts, frames, **settings)[0])
         finally:
-            stylizer_module.Img2ImgProcessor._noise = original_noise
+            stylizer_module.prepare_noise = original_noise
     for clip in ("pan", "zoom", "object", "cut", "mean"):
         cells = []
         for label in ("warped noise", "everything on"):
@@ -353,10 +354,10 @@ def noise_transport(parts) -> None:
             print(f"8. {clip}, {name}: trusted cells drawing fresh noise {np.mean(fresh_share):.0%} a frame "
                   f"(frame 9: {fresh_share[-1]:.0%}); largest |offset| {largest[3]:.2f} by frame 4, {max(largest):.2f} "
                   f"by frame 9; noise std at frame 9 {float(noise.std()):.3f}")  # fmt: skip
-    original = stylizer_module.warp_noise
+    original = noise_module.warp_noise
     try:
         for name, function in variants.items():
-            stylizer_module.warp_noise = function
+            noise_module.warp_noise = function
             for label, settings in (("warped noise", {"noise": "warped"}), ("everything on", MODES["everything on"])):
                 errors = {}
                 for clip in ("pan", "zoom", "object", "cut"):
@@ -365,7 +366,7 @@ def noise_transport(parts) -> None:
                 print(f"   {name}, {label}: warp error " + ", ".join(f"{c} {v:.2f}" for c, v in errors.items())
                       + f"; mean {np.mean(list(errors.values())):.2f}")  # fmt: skip
     finally:
-        stylizer_module.warp_noise = original
+        noise_module.warp_noise = original
 
 
 def main(argv: list[str] | None = None) -> None:

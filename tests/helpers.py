@@ -213,6 +213,16 @@ def damage_frames(source: Path, target: Path, frames: set[int]) -> None:
     target.write_bytes(data)
 
 
+def damaged_clip(folder: Path, frames: int, damaged: set[int]) -> tuple[Path, Path]:
+    """An intra-only H.264 clip of `frames` testsrc2 frames (clean.mp4) and a copy whose `damaged`
+    frames can't be decoded (bad.mp4)."""
+    clean, bad = folder / "clean.mp4", folder / "bad.mp4"
+    ffmpeg(*clip_args(frames=frames), "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "keyint=1",
+           "-pix_fmt", "yuv420p", clean)  # fmt: skip
+    damage_frames(clean, bad, damaged)
+    return clean, bad
+
+
 def write_images(folder: Path, names: list[str], size=(64, 48), seed: int = 0) -> list[np.ndarray]:
     """Random RGB pictures saved under `names` in `folder`; returns them in the order given."""
     folder.mkdir(parents=True, exist_ok=True)

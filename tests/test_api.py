@@ -104,3 +104,32 @@ def test_parts_built_from_a_config_are_shared_and_left_as_they_were(clip, tmp_pa
 def test_parts_that_do_not_hold_what_the_config_names_are_refused(clip, parts, tmp_path):
     with pytest.raises(vidiff.VidiffError, match="lora"):
         vidiff.stylize_video(clip, tmp_path / "out.mp4", parts=parts, **{**SETTINGS, "lora": ("style.safetensors",)})
+
+
+@pytest.mark.parametrize("stop_at", [3, 11])  # in the first shot; in the second, the first finished
+def test_a_clip_with_a_cut_stops_and_resumes_in_either_shot_bit_identically(parts, tmp_path, stop_at, caplog):
+    from helpers import cut_clip
+
+    clip = cut_clip(tmp_path / "cut.mp4", 8, 6)
+    settings = {**SETTINGS, "batch_size": 3, "flow_blend": 0.0}  # batches, so a window ends a shot early
+    reference = vidiff.stylize_video(clip, tmp_path / "ref.mp4", parts=parts, save_frames=str(tmp_path / "ref"),
+                                     **settings)  # fmt: skip
+    cancel = threading.Event()
+
+    def on_progress(progress):
+        if progress.done == stop_at:
+            cancel.set()  # from this thread: the run stops after the window in progress
+
+    out, frames = tmp_path / "out.mp4", tmp_path / "frames"
+    with pytest.raises(vidiff.Interrupted):
+        vidiff.stylize_video(clip, out, parts=parts, on_progress=on_progress, cancel=cancel, save_frames=str(frames),
+                             **settings)  # fmt: skip
+    stopped_at = len(list(frames.glob("*.png")))
+    assert stop_at <= stopped_at < reference.frames
+    seen = []
+    with caplog.at_level("INFO", logger="vidiff"):
+        vidiff.stylize_video(clip, out, parts=parts, on_progress=seen.append, save_frames=str(frames), **settings)
+    assert f"resuming at frame {stopped_at} of {reference.frames}" in caplog.text
+    assert seen[0].index == stopped_at and seen[0].done == stopped_at + 1
+    assert all(np.array_equal(a, b) for a, b in zip(_saved(frames), _saved(tmp_path / "ref"), strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(read_frames(out), read_frames(tmp_path / "ref.mp4"), strict=True))

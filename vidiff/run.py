@@ -104,7 +104,8 @@ def stylize_video(
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings or input")
     shots = _shot_work(plan, work, needs_memory=config.cross_frame_attn)
-    done = sum(checkpoint.next_frame - shot.first for shot, _folder, checkpoint in shots)
+    done = sum((folder.finished_at if checkpoint is None else checkpoint.next_frame) - shot.first
+               for shot, folder, checkpoint in shots)
     total = max(plan.frames, done)
     todo = [(shot, folder, checkpoint) for shot, folder, checkpoint in shots if checkpoint is not None]
     if done and todo:
@@ -139,8 +140,9 @@ def stylize_video(
                               stop_requested, counter)  # fmt: skip
 
     # 5. Join the segments of every shot, add the audio, and put the video at OUTPUT
-    segments = [path for folder in work.shots() for path in folder.segment_files]
-    frames = sum(folder.frames_done for folder in work.shots())
+    folders = [folder for _shot, folder, _checkpoint in shots]
+    segments = [path for folder in folders for path in folder.segment_files]
+    frames = sum(folder.frames_done for folder in folders)
     if frames == 0:  # the container promised frames the decoder couldn't deliver
         work.remove()
         raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")

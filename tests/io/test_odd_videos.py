@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from helpers import clip_args, damage_frames, ffmpeg, read_frames, write_images
+from helpers import clip_args, damaged_clip, ffmpeg, read_frames, write_images
 from vidiff.cli import cli
 from vidiff.io.ffmpeg import audio_streams, ffmpeg_exe
 from vidiff.io.reader import DEFAULT_IMAGE_FPS, VideoReader, _decoded_frames, fit_size, image_sequence, input_identity, probe
@@ -311,12 +311,7 @@ def test_fps_is_refused_for_a_video(tmp_path):
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     """A 6-frame clip whose frame 2 can't be decoded, and the clip it was made from."""
-    folder = tmp_path_factory.mktemp("damaged")
-    clean = folder / "clean.mp4"
-    ffmpeg(*clip_args(frames=6), "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "keyint=1",
-           "-pix_fmt", "yuv420p", clean)  # fmt: skip
-    bad = folder / "bad.mp4"
-    damage_frames(clean, bad, {2})
+    clean, bad = damaged_clip(tmp_path_factory.mktemp("damaged"), 6, {2})
     # the recipe really makes OpenCV fail on frame 2 and read on after it
     capture = cv2.VideoCapture(str(bad))
     reads = [capture.read()[0] for _ in range(8)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import clip_args, cut_clip, damage_frames, ffmpeg, write_images
+from helpers import cut_clip, damaged_clip, write_images
 from vidiff.errors import VidiffError
 from vidiff.io.reader import VideoReader, probe
 from vidiff.settings.config import Config
@@ -91,12 +91,7 @@ def test_image_sequence_starts_at_the_file(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def damaged(tmp_path_factory):
     """An 8-frame clip, one frame per keyframe, whose frame 2 can't be decoded."""
-    folder = tmp_path_factory.mktemp("damaged")
-    clean = folder / "clean.mp4"
-    ffmpeg(*clip_args(frames=8), "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "keyint=1",
-           "-pix_fmt", "yuv420p", clean)  # fmt: skip
-    damage_frames(clean, folder / "bad.mp4", {2})
-    return folder / "bad.mp4"
+    return damaged_clip(tmp_path_factory.mktemp("damaged"), 8, {2})[1]
 
 
 def test_seeking_past_damaged_frames_as_reading_in_order(damaged):

@@ -79,12 +79,7 @@ class WorkFolder:
         found = None if restart else self._read_fingerprint()
         self.stale = found is not None and found != fingerprint
         if found != fingerprint:
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            try:
-                self.path.mkdir()
-            except OSError as err:
-                raise VidiffError(f"can't create the work folder {self.path}: {err.strerror}") from None
+            _fresh_folder(self.path)
             # the manifest first: shots in a folder without one would never be trusted
             payload = json.dumps({"fingerprint": fingerprint}).encode()
             write_atomic(self.path / MANIFEST, lambda file: file.write(payload))
@@ -99,13 +94,18 @@ class WorkFolder:
         """The folder of the shot that begins at frame `first` (made if new)."""
         return ShotFolder(self.path / f"shot-{first:06d}", first)
 
-    def shots(self) -> list["ShotFolder"]:
-        """The shots begun so far, in frame order."""
-        found = sorted(self.path.glob("shot-*"))
-        return [ShotFolder(path, int(path.name.removeprefix("shot-"))) for path in found if path.is_dir()]
-
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _fresh_folder(path: Path) -> None:
+    """An empty folder at `path`, whatever was there."""
+    if path.exists():
+        shutil.rmtree(path)
+    try:
+        path.mkdir()
+    except OSError as err:
+        raise VidiffError(f"can't create the work folder {path}: {err.strerror}") from None
 
 
 class ShotFolder:
@@ -117,12 +117,7 @@ class ShotFolder:
         self.state: str | None = None  # the state after the last segment's last frame
         self.finished_at: int | None = None  # the frame after the shot's last, once it is done
         if not self._read_manifest():
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            try:
-                self.path.mkdir()
-            except OSError as err:
-                raise VidiffError(f"can't create the work folder {self.path}: {err.strerror}") from None
+            _fresh_folder(self.path)
             self._write_manifest()
 
     def _read_manifest(self) -> bool:
