@@ -38,7 +38,7 @@ class CadenceProcessor:
 
     def window_end(self, first: int, start: int, limit: int) -> int:
         shot_first = self.shot_firsts[max(bisect_right(self.shot_firsts, first) - 1, 0)]
-        return cadence_window_end(first, max(shot_first, 0), self.cadence, limit)
+        return cadence_window_end(first, shot_first, self.cadence, limit)
 
     def process(self, frames: list[np.ndarray], first: int, state: TemporalState | None = None) -> list[FrameResult]:
         """The window's frames: the last is diffused (so is the first when `state` is None: a shot begins),
