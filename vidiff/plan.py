@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .errors import VidiffError
 from .io.reader import VideoInfo, VideoReader, fit_size, probe
 from .io.writer import check_output_path
+from .pipelines.processor import diffused_frames
 from .settings.config import Config
 from .settings.keyframes import Schedule, Timeline
 from .temporal.change import color_histogram, histogram_distance
@@ -19,6 +20,8 @@ from .temporal.change import color_histogram, histogram_distance
 
 # Shots listed by --dry-run before the rest are summed up.
 SHOWN_SHOTS = 10
+# Diffused frames (under cadence) listed by --dry-run.
+SHOWN_DIFFUSED = 8
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class RunPlan:
             f"sampler    {config.scheduler}, {config.steps} steps, noise {config.noise}",
             f"output     {self.output}",
         ]
+        if config.cadence > 1:
+            lines.append(f"cadence    {config.cadence}: {self._diffused()}")
         scheduled = self.timeline.scheduled()
         if scheduled:
             lines.append(f"keyframes  ({config.interpolation} between them, seeds held; frame: value)")
@@ -118,6 +123,17 @@ class RunPlan:
         if len(shots) > SHOWN_SHOTS:
             ranges.append(f"… {len(shots) - SHOWN_SHOTS} more")
         return f"{len(shots)} (frames {', '.join(ranges)})" if shots else "0"
+
+
+    def diffused(self) -> list[int]:
+        """The frames cadence diffuses (every frame without it); the others are carried along the flow."""
+        return [frame for shot in self.shots for frame in diffused_frames(shot.first, shot.end, self.config.cadence)]
+
+    def _diffused(self) -> str:
+        frames = self.diffused()
+        shown = ", ".join(str(frame) for frame in frames[:SHOWN_DIFFUSED])
+        more = ", …" if len(frames) > SHOWN_DIFFUSED else ""
+        return f"{len(frames)} of {self.frames} frames diffused ({shown}{more}), the others carried along the flow"
 
 
 def _keyframes(schedule: Schedule, fps: float) -> str:

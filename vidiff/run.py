@@ -23,6 +23,7 @@ from .models.device import default_batch_size, is_out_of_memory
 from .models.loading import check_parts, load_parts
 from .models.parts import ModelParts
 from .models.tiny import TINY_MODELS
+from .pipelines.cadence import CadenceProcessor
 from .pipelines.img2img import Img2ImgProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
@@ -118,7 +119,7 @@ def stylize_video(
     reader = plan.open_reader()
     with (
         _disk_errors(work.path),
-        Img2ImgProcessor(parts, config, float(plan.info.fps), batch_size) as processor,
+        _processor(parts, plan, batch_size) as processor,
         reader,
         Writer() as writer,
         bar,
@@ -149,6 +150,16 @@ def stylize_video(
     assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds)
     work.remove()
     return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
+
+
+def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
+    """The technique the settings ask for, built once for the run."""
+    config, fps = plan.config, float(plan.info.fps)
+    if config.cadence > 1:
+        # the shots split at cuts already; between frames far apart a fast pan could look like one
+        diffuser = Img2ImgProcessor(parts, config, fps, find_cuts=False)
+        return CadenceProcessor(diffuser, config.cadence, [shot.first for shot in plan.shots])
+    return Img2ImgProcessor(parts, config, fps, batch_size)
 
 
 def _shot_work(plan: RunPlan, work: WorkFolder, needs_memory: bool) -> list[tuple[Shot, ShotFolder, Checkpoint | None]]:

@@ -64,6 +64,7 @@ GIVEN = {
     "on_bad_frame": (["--on-bad-frame", "skip"], "skip"),
     "batch_size": (["--batch-size", "2"], 2),
     "skip_similar": (["--skip-similar", "3"], 3.0),
+    "cadence": (["--cadence", "4"], 4),
     "vae": (["--vae", "tiny"], "tiny"),
     "compile": (["--compile"], True),
     "overwrite": (["--overwrite"], True),

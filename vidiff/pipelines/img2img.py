@@ -39,10 +39,14 @@ class Img2ImgProcessor:
     attention processors on the UNet it was given and puts the old ones back on close.
     """
 
-    def __init__(self, parts: ModelParts, config: Config, fps: float | None = None, batch_size: int = 1):
+    def __init__(self, parts: ModelParts, config: Config, fps: float | None = None, batch_size: int = 1,
+                 find_cuts: bool = True):  # fmt: skip
         """`fps` places keyframes given in seconds; it is needed only when the config has them.
-        `batch_size` is how many frames a window holds when frames don't depend on each other."""
+        `batch_size` is how many frames a window holds when frames don't depend on each other.
+        `find_cuts` False leaves cuts to the caller (the run's shots), for frames that are far apart."""
         self.parts, self.config = parts, config
+        # between frames far apart (cadence), a fast pan can look like a cut
+        self.find_cuts = find_cuts and config.cuts
         self.timeline = Timeline(config, fps)
         self.scheduler = make_scheduler(config.scheduler, parts.scheduler_config)
         self.conditioner = Conditioner(parts, config)
@@ -121,7 +125,7 @@ class Img2ImgProcessor:
         config = self.config
         values = self.timeline.at(frame_index)
         # 1. A hard cut starts a new shot: nothing carries over it
-        if state.source is not None and config.cuts and is_cut(state.source, frame, config.cut_threshold):
+        if state.source is not None and self.find_cuts and is_cut(state.source, frame, config.cut_threshold):
             state = TemporalState()
         new_shot = state.source is None
         if (

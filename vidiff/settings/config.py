@@ -417,6 +417,15 @@ class Config:
         (lambda v: _number(v) and 0 <= v <= 255, "must be a number of 8-bit levels in [0, 255] (0 is off)"),
         preset=True, metavar="LEVELS",
     )
+    cadence: int = setting(
+        1,
+        "Diffuse every K-th frame of a shot (and each 48-frame segment's last frame, and the shot's last) and "
+        "make the frames between by warping their two diffused neighbours' outputs along the source's optical "
+        "flow and blending them by nearness and trust (1 = diffuse every frame). About K times fewer model "
+        "runs; fast motion smears and uncovered areas can ghost.",
+        (lambda v: _integer(v) and v >= 1, "must be a whole number ≥ 1 (1 diffuses every frame)"),
+        preset=True, metavar="K",
+    )
     vae: str = setting(
         "full",
         "The VAE: full (the model's own), tiny (TAESD: several times faster to encode and decode, a little "
