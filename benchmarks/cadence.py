@@ -1,6 +1,6 @@
-"""Cadence benchmark: --cadence 1, 2, 4 and 8 on temporal.py's synthetic clips, scored as temporal.py scores.
+"""Cadence benchmark: --cadence 1, 2, 4, 8 and auto on temporal.py's synthetic clips, scored as temporal.py scores.
 
-    python benchmarks/cadence.py [--frames N] [--size WxH] [--cadences 1 2 4 8] [--out benchmarks/RESULTS.md]
+    python benchmarks/cadence.py [--frames N] [--size WxH] [--cadences 1 2 4 8 auto] [--out benchmarks/RESULTS.md]
 
 For each clip and cadence: the whole stylize_video time (reading, the model, the flow of the frames
 between, encoding), the warp error, the change from the source and the detail (vidiff.score), with
@@ -32,7 +32,11 @@ from temporal import MODES, Bench, Job, load_model, number, parse_size  # noqa: 
 MODE = "flow-blend + colour"
 
 
-def table(runs: list, cadences: list[int], clips: list[str]) -> list[str]:
+def _cadence(text: str) -> int | str:
+    return text if text == "auto" else int(text)
+
+
+def table(runs: list, cadences: list, clips: list[str]) -> list[str]:
     """Per clip and cadence: seconds, the speed-up against cadence 1, warp error, change, detail."""
     lines = ["| clip | cadence | seconds | speed-up | warp error | change from source | detail |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -50,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=24, help="frames per clip (default 24)")
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="WIDTHxHEIGHT (default 256x192)")
-    parser.add_argument("--cadences", type=int, nargs="+", default=[1, 2, 4, 8], help="default 1 2 4 8")
+    parser.add_argument("--cadences", type=_cadence, nargs="+", default=[1, 2, 4, 8, "auto"],
+                        help="default 1 2 4 8 auto")
     parser.add_argument("--clips", nargs="+", choices=CLIPS, default=list(CLIPS), help="which clips (default all)")
     parser.add_argument("--model", default=None, help="default benchmarks/tiny-trained")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default auto")

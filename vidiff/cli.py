@@ -139,7 +139,8 @@ def _setting_option(name: str, declared: Setting, default, hint):
         kind = click.Path(file_okay=False, path_type=str)
     else:  # the number a field holds (int | None holds an int), or else text
         numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
-        kind = numbers[0] if numbers in ([int], [float]) else None
+        # a whole number or a word (cadence: K or auto): the number converted, the word checked by Config
+        kind = numbers[0] if numbers in ([int], [float]) else WHOLE_NUMBER if numbers == [int, str] else None
     shown = default not in (None, "", ())  # an empty default says nothing in --help
     return click.option(option, type=kind, default=default, multiple=declared.repeatable, show_default=shown,
                         metavar=declared.metavar, help=help)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from .errors import VidiffError
 from .io.reader import VideoInfo, VideoReader, fit_size, probe
 from .io.writer import check_output_path
+from .io.workfolder import segment_bounds
 from .pipelines.processor import diffused_frames
 from .settings.config import Config
 from .settings.keyframes import Schedule, Timeline
 from .temporal.change import color_histogram, histogram_distance
+from .temporal.flow import backward_flow
 
 
 # Shots listed by --dry-run before the rest are summed up.
@@ -56,6 +58,8 @@ class RunPlan:
     # the error that ended the shot pass early (a damaged frame, --on-bad-frame stop): the run stops
     # with it too, after stylising the frames before it; None when the pass read to the end
     stopped: str | None = None
+    # --cadence auto: the frames to diffuse, chosen by the shot pass from the motion (None otherwise)
+    auto_diffused: tuple[int, ...] | None = None
 
     def open_reader(self) -> VideoReader:
         """A reader of the planned frames, to be opened with `with`; reader.frames(shot.first,
@@ -96,7 +100,7 @@ class RunPlan:
             f"sampler    {config.scheduler}, {config.steps} steps, noise {config.noise}",
             f"output     {self.output}",
         ]
-        if config.cadence > 1:
+        if config.cadence != 1:
             lines.append(f"cadence    {config.cadence}: {self._diffused()}")
         scheduled = self.timeline.scheduled()
         if scheduled:
@@ -127,6 +131,8 @@ class RunPlan:
 
     def diffused(self) -> list[int]:
         """The frames cadence diffuses (every frame without it); the others are carried along the flow."""
+        if self.auto_diffused is not None:
+            return list(self.auto_diffused)
         return [frame for shot in self.shots for frame in diffused_frames(shot.first, shot.end, self.config.cadence)]
 
     def _diffused(self) -> str:
@@ -159,9 +165,11 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     reader = VideoReader(info, size, **trims)
     if reader.expected_frames == 0:
         raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
-    stopped = None
-    if config.cuts:
-        shots, stopped = find_shots(reader, config.cut_threshold)
+    stopped, auto = None, None
+    if config.cuts or config.cadence == "auto":
+        # --cadence auto measures the motion in the same pass: the frames are decoded once
+        auto = AutoCadence(config.cadence_threshold, config.cadence_max_gap) if config.cadence == "auto" else None
+        shots, stopped = find_shots(reader, config.cut_threshold if config.cuts else None, auto)
         if shots[-1].end == 0 and stopped is None:  # the container promised frames the decoder can't deliver
             raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
     else:
@@ -169,10 +177,49 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
         shots = (Shot(0, 0, reader.expected_frames, reader.start_frame),)
     timeline = Timeline(config, float(info.fps))
     return RunPlan(os.fspath(input), os.fspath(output), config, info, size, **trims, frames=shots[-1].end,
-                   shots=shots, timeline=timeline, stopped=stopped)  # fmt: skip
+                   shots=shots, timeline=timeline, stopped=stopped,
+                   auto_diffused=None if auto is None else auto.finish())  # fmt: skip
 
 
-def find_shots(reader: VideoReader, threshold: float | None) -> tuple[tuple[Shot, ...], str | None]:
+class AutoCadence:
+    """--cadence auto's diffused frames, chosen frame by frame in the shot pass: a shot's first and last
+    frame, each segment's last (as for a fixed cadence), and a frame where the flow from the last diffused
+    frame can't be trusted on more than `threshold` of the picture, or `max_gap` frames after it."""
+
+    def __init__(self, threshold: float, max_gap: int):
+        self.threshold, self.max_gap = threshold, max_gap
+        self.chosen: list[int] = []
+        self.anchor, self.anchor_index, self.shot_first, self.last_index = None, 0, 0, None
+
+    def frame(self, index: int, frame, new_shot: bool) -> None:
+        if new_shot:
+            self._end_shot()
+            self.shot_first = index
+            self._diffuse(index, frame)
+        else:
+            _start, segment_end = segment_bounds(index, self.shot_first, None)
+            if (index == segment_end - 1 or index - self.anchor_index >= self.max_gap
+                    or 1.0 - backward_flow(self.anchor, frame)[1].mean() > self.threshold):  # fmt: skip
+                self._diffuse(index, frame)
+        self.last_index = index
+
+    def _diffuse(self, index: int, frame) -> None:
+        self.chosen.append(index)
+        self.anchor, self.anchor_index = frame, index
+
+    def _end_shot(self) -> None:
+        """The shot's last frame is diffused: the frames before it need a neighbour after them."""
+        if self.last_index is not None and self.chosen[-1] != self.last_index:
+            self.chosen.append(self.last_index)
+
+    def finish(self) -> tuple[int, ...]:
+        self._end_shot()
+        return tuple(self.chosen)
+
+
+def find_shots(
+    reader: VideoReader, threshold: float | None, auto: "AutoCadence | None" = None
+) -> tuple[tuple[Shot, ...], str | None]:
     """Read the frames of `reader` (not yet opened) once and split them into shots where
     is_cut(previous frame, frame, threshold) is true, as the stylizer tests consecutive frames.
 
@@ -191,6 +238,8 @@ def find_shots(reader: VideoReader, threshold: float | None) -> tuple[tuple[Shot
                     starts[0] = (0, source_index)  # after frames left out by --on-bad-frame skip
                 elif histogram is not None and histogram_distance(previous, histogram) > threshold:
                     starts.append((count, source_index))
+                if auto is not None:
+                    auto.frame(count, frame, new_shot=starts[-1][0] == count)
                 previous = histogram
                 count += 1
     except VidiffError as err:

@@ -14,6 +14,7 @@ from vidiff.io.workfolder import SEGMENT_FRAMES, segment_bounds
 from vidiff.pipelines.cadence import CadenceProcessor
 from vidiff.pipelines.img2img import Img2ImgProcessor
 from vidiff.pipelines.processor import diffused_frames
+from vidiff.plan import AutoCadence
 from vidiff.settings.config import Config
 from vidiff.temporal.flow import warp
 from vidiff.temporal.interpolate import blend_carried, in_between
@@ -178,6 +179,49 @@ def test_a_cut_forces_a_diffused_frame(tiny, tmp_path, monkeypatch):
     assert "cadence    4: 6 of 13 frames diffused (0, 4, 5, 6, 10, 12)" in plan.describe()
 
 
+def _auto(frames: list[np.ndarray], threshold: float = 0.1, max_gap: int = 8) -> list[int]:
+    """The frames --cadence auto diffuses in one shot of `frames`."""
+    auto = AutoCadence(threshold, max_gap)
+    for index, frame in enumerate(frames):
+        auto.frame(index, frame, new_shot=index == 0)
+    return list(auto.finish())
+
+
+def test_auto_cadence_diffuses_a_still_shot_only_at_the_longest_gap():
+    still = pan(20, dx=0, size=(128, 96))
+    assert _auto(still) == [0, 8, 16, 19]
+    assert _auto(still, max_gap=5) == [0, 5, 10, 15, 19]
+
+
+def test_auto_cadence_diffuses_fast_motion_more_often_than_slow():
+    slow, fast = _auto(pan(20, dx=1, size=(128, 96))), _auto(pan(20, dx=5, size=(128, 96)))
+    assert len(fast) > len(slow)
+    # where the flow from the last diffused frame can't be trusted on more of the picture, sooner
+    assert len(_auto(pan(20, dx=5, size=(128, 96)), threshold=0.02)) >= len(fast)
+    # a shot's first and last frame are always diffused; a segment's last too
+    assert fast[0] == 0 and fast[-1] == 19
+    long = _auto(pan(SEGMENT_FRAMES + 4, dx=0, size=(64, 48)), max_gap=1000)
+    assert long == [0, SEGMENT_FRAMES - 1, SEGMENT_FRAMES + 3]
+
+
+def test_an_auto_cadence_run_diffuses_the_frames_the_plan_lists(tiny, tmp_path, monkeypatch):
+    source = cut_clip(tmp_path / "cut.mp4", 10, 9, "-crf", "12")
+    seen = []
+    original = Img2ImgProcessor.process
+
+    def record(self, frames, first, state=None):
+        seen.append(first)
+        return original(self, frames, first, state)
+
+    monkeypatch.setattr(Img2ImgProcessor, "process", record)
+    settings = dict(SETTINGS, cadence="auto", cadence_max_gap=4)
+    result = vidiff.stylize_video(source, tmp_path / "out.mp4", parts=tiny, **settings)
+    plan = vidiff.plan.plan_run(source, tmp_path / "again.mp4", Config(**settings))
+    assert result.frames == 19 and seen == plan.diffused() == list(plan.auto_diffused)
+    assert {0, 9, 10, 18} <= set(seen) and len(seen) < 19  # shots' ends diffused, some frames carried
+    assert f"cadence    auto: {len(seen)} of 19 frames diffused" in plan.describe()
+
+
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
     """Longer than one segment, so a resume crosses a segment boundary."""
@@ -186,9 +230,10 @@ def long_clip(tmp_path_factory):
                      seconds=frames / 24)  # fmt: skip
 
 
+@pytest.mark.parametrize("cadence", [3, "auto"])
 @pytest.mark.parametrize("stop_at", [5, SEGMENT_FRAMES + 2])
-def test_a_cancelled_cadence_run_resumes_bit_identically(long_clip, tiny, tmp_path, stop_at):
-    settings = dict(SETTINGS, cadence=3)
+def test_a_cancelled_cadence_run_resumes_bit_identically(long_clip, tiny, tmp_path, stop_at, cadence):
+    settings = dict(SETTINGS, cadence=cadence)
     reference = vidiff.stylize_video(long_clip, tmp_path / "ref.mp4", parts=tiny, save_frames=str(tmp_path / "ref"),
                                      **settings)  # fmt: skip
     out, frames = tmp_path / "out.mp4", tmp_path / "frames"

@@ -65,6 +65,8 @@ GIVEN = {
     "batch_size": (["--batch-size", "2"], 2),
     "skip_similar": (["--skip-similar", "3"], 3.0),
     "cadence": (["--cadence", "4"], 4),
+    "cadence_max_gap": (["--cadence-max-gap", "6"], 6),
+    "cadence_threshold": (["--cadence-threshold", "0.2"], 0.2),
     "vae": (["--vae", "tiny"], "tiny"),
     "compile": (["--compile"], True),
     "overwrite": (["--overwrite"], True),

@@ -11,7 +11,7 @@ is its two diffused neighbours' outputs, warped onto it along the source's flow 
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import Sequence
 
 import numpy as np
@@ -26,18 +26,27 @@ class CadenceProcessor:
     """Wraps an Img2ImgProcessor built with find_cuts=False (the run's shots split at cuts already:
     between frames `cadence` apart a fast pan can look like a cut)."""
 
-    def __init__(self, diffuser: Img2ImgProcessor, cadence: int, shot_firsts: Sequence[int]):
-        """`shot_firsts`: the first frame of every shot of the run, where the diffused frames are counted from."""
+    def __init__(
+        self, diffuser: Img2ImgProcessor, cadence: int, shot_firsts: Sequence[int], diffused: Sequence[int] | None = None
+    ):
+        """`shot_firsts`: the first frame of every shot of the run, where the diffused frames are counted from.
+        `diffused`: the frames to diffuse, chosen beforehand (--cadence auto); `cadence` is then the most
+        frames a window holds past the list's end."""
         if cadence < 1:
             raise ValueError(f"cadence must be a whole number ≥ 1, not {cadence}")
         self.diffuser, self.cadence = diffuser, cadence
         self.shot_firsts = sorted(shot_firsts)
+        self.diffused = None if diffused is None else sorted(diffused)
         self.parts = diffuser.parts
         self.batchable = diffuser.batchable  # what the run warns about; one diffused frame per window either way
         self.batch_size = 1
 
     def window_end(self, first: int, start: int, limit: int) -> int:
         shot_first = self.shot_firsts[max(bisect_right(self.shot_firsts, first) - 1, 0)]
+        if self.diffused is not None and first != shot_first:
+            following = bisect_left(self.diffused, first)
+            if following < len(self.diffused):  # the window ends on the next chosen frame
+                return min(self.diffused[following] + 1, limit)
         return cadence_window_end(first, shot_first, self.cadence, limit)
 
     def process(self, frames: list[np.ndarray], first: int, state: TemporalState | None = None) -> list[FrameResult]:

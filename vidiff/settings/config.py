@@ -417,14 +417,27 @@ class Config:
         (lambda v: _number(v) and 0 <= v <= 255, "must be a number of 8-bit levels in [0, 255] (0 is off)"),
         preset=True, metavar="LEVELS",
     )
-    cadence: int = setting(
+    cadence: int | str = setting(
         1,
         "Diffuse every K-th frame of a shot (and each 48-frame segment's last frame, and the shot's last) and "
         "make the frames between by warping their two diffused neighbours' outputs along the source's optical "
         "flow and blending them by nearness and trust (1 = diffuse every frame). About K times fewer model "
-        "runs; fast motion smears and uncovered areas can ghost.",
-        (lambda v: _integer(v) and v >= 1, "must be a whole number ≥ 1 (1 diffuses every frame)"),
-        preset=True, metavar="K",
+        "runs; fast motion smears and uncovered areas can ghost. 'auto' diffuses a new frame where the share of "
+        "the frame the flow from the last diffused frame can't be trusted on passes `cadence_threshold`, or "
+        "after `cadence_max_gap` frames: still shots diffuse little, fast ones more.",
+        (lambda v: v == "auto" or (_integer(v) and v >= 1), "must be a whole number ≥ 1 (1 diffuses every frame) or auto"),
+        preset=True, metavar="K|auto",
+    )
+    cadence_max_gap: int = setting(
+        8,
+        "With `cadence` auto: the most frames from one diffused frame to the next.",
+        (lambda v: _integer(v) and 1 <= v <= 1000, "must be a whole number from 1 to 1000"), preset=True,
+    )
+    cadence_threshold: float = setting(
+        0.1,
+        "With `cadence` auto: the share (0-1) of the frame where the flow from the last diffused frame is not "
+        "trusted (uncovered, occluded or lost content) above which a frame is diffused anew.",
+        (lambda v: _number(v) and 0 <= v <= 1, "must be a share of the frame in [0, 1]"), preset=True,
     )
     vae: str = setting(
         "full",
