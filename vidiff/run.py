@@ -157,7 +157,7 @@ def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProc
     config, fps = plan.config, float(plan.info.fps)
     if config.cadence != 1:
         # the shots split at cuts already; between frames far apart a fast pan could look like one
-        diffuser = Img2ImgProcessor(parts, config, fps, find_cuts=False)
+        diffuser = Img2ImgProcessor(parts, config, fps, batch_size, find_cuts=False)
         if config.cadence == "auto":
             return CadenceProcessor(diffuser, config.cadence_max_gap, [shot.first for shot in plan.shots],
                                     plan.auto_diffused)  # fmt: skip

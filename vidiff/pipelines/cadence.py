@@ -38,38 +38,58 @@ class CadenceProcessor:
         self.shot_firsts = sorted(shot_firsts)
         self.diffused = None if diffused is None else sorted(diffused)
         self.parts = diffuser.parts
-        self.batchable = diffuser.batchable  # what the run warns about; one diffused frame per window either way
-        self.batch_size = 1
+        self.batchable = diffuser.batchable  # what the run warns about
+        # diffused frames that don't depend on each other go through the model together, as img2img batches
+        self.batch_size = diffuser.batch_size
 
-    def window_end(self, first: int, start: int, limit: int) -> int:
-        shot_first = self.shot_firsts[max(bisect_right(self.shot_firsts, first) - 1, 0)]
+    def _next_end(self, first: int, shot_first: int, limit: int) -> int:
+        """The end of the cadence window beginning at `first`: after the next diffused frame."""
         if self.diffused is not None and first != shot_first:
             following = bisect_left(self.diffused, first)
             if following < len(self.diffused):  # the window ends on the next chosen frame
                 return min(self.diffused[following] + 1, limit)
         return cadence_window_end(first, shot_first, self.cadence, limit)
 
+    def _shot_first(self, frame: int) -> int:
+        return self.shot_firsts[max(bisect_right(self.shot_firsts, frame) - 1, 0)]
+
+    def window_end(self, first: int, start: int, limit: int) -> int:
+        """Up to batch_size cadence windows at once, so that their diffused frames batch when they can."""
+        shot_first, end = self._shot_first(first), first
+        for _ in range(self.batch_size):
+            if end >= limit:
+                break
+            end = self._next_end(end, shot_first, limit)
+        return end
+
     def process(self, frames: list[np.ndarray], first: int, state: TemporalState | None = None) -> list[FrameResult]:
-        """The window's frames: the last is diffused (so is the first when `state` is None: a shot begins),
-        the others are made from their diffused neighbours. In-between results carry no state (None): no
-        window ends on them, so nothing starts from them."""
-        results = []
-        # 1. A shot's first frame: diffused with nothing before it
+        """The window's frames: the last of each cadence window in it is diffused (so is the first when
+        `state` is None: a shot begins), all of them in one batch; the others are made from their diffused
+        neighbours. In-between results carry no state (None): no window ends on them, so nothing starts from them."""
+        end, shot_first = first + len(frames), self._shot_first(first)
+        # 1. Which frames are diffused: the ends of the cadence windows (the last frame read ends the last)
+        diffused, position = [], first
         if state is None:
-            results = self.diffuser.process(frames[:1], first, None)
-            state, frames, first = results[0].state, frames[1:], first + 1
-            if not frames:
-                return results
-        # 2. The window's last frame: diffused, given the previous diffused frame's state
-        last = first + len(frames) - 1
-        diffused = self.diffuser.process(frames[-1:], last, state)[0]
+            diffused, position = [first], first + 1
+        while position < end:
+            position = min(self._next_end(position, shot_first, end), end)
+            diffused.append(position - 1)
+        # 2. Diffuse them together, each given the one before it as its previous frame
+        outputs = self.diffuser.process([frames[index - first] for index in diffused], diffused[0], state, diffused)
+        by_index = dict(zip(diffused, outputs))
         # 3. The frames between: both neighbours' outputs carried along the flow and blended
-        before = first - 1
-        for offset, frame in enumerate(frames[:-1]):
-            weight = nearness(before, first + offset, last)
-            image = in_between(frame, state.source, state.image, frames[-1], diffused.image, weight)
+        results, before = [], state
+        for index in range(first, end):
+            if index in by_index:
+                results.append(by_index[index])
+                before = by_index[index].state
+                continue
+            # its neighbours: the diffused frame before (in this window, or the one that ended the last) and after
+            after = next(d for d in diffused if d > index)
+            weight = nearness(max((d for d in diffused if d < index), default=first - 1), index, after)
+            image = in_between(frames[index - first], before.source, before.image, frames[after - first],
+                               by_index[after].image, weight)  # fmt: skip
             results.append(FrameResult(image=image, state=None, new_shot=False))
-        results.append(diffused)
         return results
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:

@@ -75,9 +75,13 @@ class Img2ImgProcessor:
         return self.process([frame], frame_index, state)[0]
 
     @torch.no_grad()
-    def process(self, frames: list[np.ndarray], first: int, state: TemporalState | None = None) -> list[FrameResult]:
-        """Stylise consecutive frames (indices first, first + 1, ...) through the VAE and UNet together;
-        each comes out as it would alone. More than one frame needs `self.batchable`."""
+    def process(
+        self, frames: list[np.ndarray], first: int, state: TemporalState | None = None, indices: list[int] | None = None
+    ) -> list[FrameResult]:
+        """Stylise consecutive frames (indices first, first + 1, ..., or `indices` when the frames are
+        some of a shot's, in order: cadence's diffused frames) through the VAE and UNet together; each
+        comes out as it would alone. More than one frame needs `self.batchable`."""
+        indices = indices or list(range(first, first + len(frames)))
         if len(frames) > 1 and not self.batchable:
             raise ValueError("these settings make each frame depend on the previous output: stylise one at a time")
         state = state or TemporalState()
@@ -85,7 +89,7 @@ class Img2ImgProcessor:
         # 1. Per frame, in order: cuts, skips, the frame's settings, its generator and starting image
         jobs, previous = [], state
         for offset, frame in enumerate(frames):
-            job = self.prepare_frame(frame, first + offset, previous)
+            job = self.prepare_frame(frame, indices[offset], previous)
             jobs.append(job)
             # all a later frame of the window reads: sources, for cuts, flow and skips
             previous = TemporalState(source=frame, stylized_source=job.state.stylized_source if job.skip else frame)
