@@ -36,8 +36,10 @@ cn = work / "controlnet"; lora = work / "lora"
 if not cn.exists():
     code = f"""
 import sys; sys.path.insert(0, {str(repo / 'tests')!r})
-from conftest import tiny_controlnet, write_tiny_lora
-from vidiff.models import tiny_parts
+from helpers import tiny_controlnet, write_tiny_lora
+from vidiff.models.tiny import tiny_parts
+import torch
+torch.manual_seed(0)  # from_unet draws the ControlNet's new layers from the global generator
 tiny_controlnet(tiny_parts().unet).save_pretrained({str(cn)!r})
 write_tiny_lora(__import__('pathlib').Path({str(lora)!r}))
 """
