@@ -65,6 +65,7 @@ def _quiet_libraries() -> None:
         "TRANSFORMERS_VERBOSITY": "error",
         "DIFFUSERS_VERBOSITY": "error",
         "HF_HUB_VERBOSITY": "error",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     }.items():
         os.environ.setdefault(variable, value)
     import cv2
@@ -191,9 +192,20 @@ def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> 
         return
     from .run import stylize_video
 
+    _no_library_progress_bars()
     with _graceful_interrupts() as cancel:
         result = stylize_video(input, output, config, progress=not quiet, cancel=cancel)
     click.echo(result.summary())
+
+
+def _no_library_progress_bars() -> None:
+    """diffusers' and transformers' loading bars off: they would bury vidiff's own lines, and --quiet must
+    say nothing (imported here, where the run imports them anyway)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
 
 
 @contextmanager

@@ -45,3 +45,17 @@ def test_command_line_and_preset_give_the_same_video(clips, tmp_path):
                                       "--strength", "0.8"])  # fmt: skip
     assert result.exit_code == 0
     assert any((a != b).any() for a, b in zip(outputs[0], read_frames(plain)))  # the extras changed the video
+
+
+def test_loading_a_model_folder_shows_no_library_loading_bars(clips, tmp_path):
+    from vidiff.models.adapters import _pipeline
+
+    _pipeline(tiny_parts()).save_pretrained(tmp_path / "model")
+    args = ["stylize", str(clips["plain"]), str(tmp_path / "out.mp4"), "--model", str(tmp_path / "model"),
+            "--prompt", "x", "--steps", "2", "--max-frames", "2", "--max-side", "64", "--overwrite"]  # fmt: skip
+    quiet = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert quiet.exit_code == 0, (quiet.output, quiet.exception)
+    assert quiet.stderr == ""  # no library's loading bars either
+    shown = CliRunner().invoke(cli, args)
+    assert shown.exit_code == 0
+    assert "Loading pipeline components" not in shown.stderr and "Loading weights" not in shown.stderr

@@ -8,7 +8,6 @@ Presets are data: they are parsed as TOML and checked key by key, never executed
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -17,10 +16,7 @@ from typing import Any
 from .config import PRESET_KEYS, ConfigError, check_field
 from ..errors import VidiffError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 
 @dataclass(frozen=True)
