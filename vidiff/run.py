@@ -155,14 +155,15 @@ def stylize_video(
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
     """The technique the settings ask for, built once for the run."""
     config, fps = plan.config, float(plan.info.fps)
-    if config.cadence != 1:
-        # the shots split at cuts already; between frames far apart a fast pan could look like one
-        diffuser = Img2ImgProcessor(parts, config, fps, batch_size, find_cuts=False)
-        if config.cadence == "auto":
-            return CadenceProcessor(diffuser, config.cadence_max_gap, [shot.first for shot in plan.shots],
-                                    plan.auto_diffused)  # fmt: skip
-        return CadenceProcessor(diffuser, config.cadence, [shot.first for shot in plan.shots])
-    return Img2ImgProcessor(parts, config, fps, batch_size)
+    # the plan's shots split at the cuts and no window crosses one: the processor needn't look for them
+    # again (and between frames far apart, under cadence, a fast pan could look like one)
+    diffuser = Img2ImgProcessor(parts, config, fps, batch_size, find_cuts=False)
+    if config.cadence == 1:
+        return diffuser
+    shot_firsts = [shot.first for shot in plan.shots]
+    if config.cadence == "auto":
+        return CadenceProcessor(diffuser, config.cadence_max_gap, shot_firsts, plan.auto_diffused)
+    return CadenceProcessor(diffuser, config.cadence, shot_firsts)
 
 
 def _shot_work(plan: RunPlan, work: WorkFolder, needs_memory: bool) -> list[tuple[Shot, ShotFolder, Checkpoint | None]]:

@@ -43,9 +43,9 @@ class Img2ImgProcessor:
                  find_cuts: bool = True):  # fmt: skip
         """`fps` places keyframes given in seconds; it is needed only when the config has them.
         `batch_size` is how many frames a window holds when frames don't depend on each other.
-        `find_cuts` False leaves cuts to the caller (the run's shots), for frames that are far apart."""
+        `find_cuts` False leaves cuts to the caller: the run's shots, found before the loop, with the
+        same test on the same frames."""
         self.parts, self.config = parts, config
-        # between frames far apart (cadence), a fast pan can look like a cut
         self.find_cuts = find_cuts and config.cuts
         self.timeline = Timeline(config, fps)
         self.scheduler = make_scheduler(config.scheduler, parts.scheduler_config)
