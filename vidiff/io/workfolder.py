@@ -116,9 +116,16 @@ class ShotFolder:
         self.segments: list[dict[str, Any]] = []  # [{"file": ..., "frames": n}]
         self.state: str | None = None  # the state after the last segment's last frame
         self.finished_at: int | None = None  # the frame after the shot's last, once it is done
-        if not self._read_manifest():
+        self._made = self._read_manifest()
+        if not self._made and self.path.exists():  # cut short before its manifest: started afresh
+            shutil.rmtree(self.path)
+
+    def _make(self) -> None:
+        """The folder and its manifest, made by the first write: the shots a run hasn't reached cost nothing."""
+        if not self._made:
             _fresh_folder(self.path)
             self._write_manifest()
+            self._made = True
 
     def _read_manifest(self) -> bool:
         try:
@@ -142,6 +149,7 @@ class ShotFolder:
 
     def next_segment(self) -> Path:
         """Where the next segment is encoded; it counts only once committed."""
+        self._make()
         return self.path / f"segment-{len(self.segments):05d}.mp4"
 
     def pending_frame(self, index: int) -> Path:
@@ -168,10 +176,12 @@ class ShotFolder:
 
     def save_frame(self, index: int, png: bytes) -> None:
         """Keep a finished frame (PNG bytes) of the unfinished segment."""
+        self._make()
         write_atomic(self.pending_frame(index), lambda file: file.write(png))
 
     def save_pending(self, frame: int, state: dict[str, Any]) -> None:
         """The state after `frame`, whose segment isn't finished yet."""
+        self._make()
         write_atomic(self.path / PENDING_STATE, lambda file: torch.save({**state, "frame": frame}, file))
 
     def commit(self, segment: Path, frames: int, state: dict[str, Any]) -> None:
@@ -190,6 +200,7 @@ class ShotFolder:
 
     def finish(self, end: int) -> None:
         """Mark the shot done: all its frames, up to `end` (exclusive), are in its segments."""
+        self._make()
         self.finished_at = end
         self._write_manifest()
 
