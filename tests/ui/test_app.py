@@ -1,0 +1,147 @@
+"""The UI's API through gradio_client, its controls made from the settings' declarations, and the Try action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, make_dataclass
+
+import pytest
+
+gr = pytest.importorskip("gradio", reason="the UI needs gradio: pip install vidiff[ui]")
+from gradio_client import Client, handle_file  # noqa: E402
+
+from helpers import read_frames  # noqa: E402
+from vidiff.settings.config import SETTINGS, Config, setting  # noqa: E402
+from vidiff.ui import controls  # noqa: E402
+
+
+def test_stylize_endpoint_returns_the_stylised_video(served, short_clip):
+    _app, url = served
+    client = Client(url, verbose=False)
+    result = client.predict(video=handle_file(str(short_clip)), prompt="a wooden carving", model="tiny",
+                            strength=0.5, steps=4, max_side=64, api_name="/stylize")  # fmt: skip
+    frames = read_frames(result)
+    assert len(frames) == 8
+    assert frames[0].shape == (48, 64, 3)
+
+
+def test_a_preset_holds_where_the_caller_leaves_a_setting_out(served, short_clip):
+    app, url = served
+    client = Client(url, verbose=False)
+    client.predict(video=handle_file(str(short_clip)), preset="watercolour", model="tiny", steps=2, max_side=64,
+                   api_name="/stylize")  # fmt: skip
+    from vidiff.settings.presets import load_preset
+
+    used = app.jobs.finished.config
+    assert used.prompt == load_preset("watercolour").settings["prompt"]
+    assert (used.model, used.steps) == ("tiny", 2)
+
+
+def test_an_upload_that_is_not_a_video_is_one_clear_message(served, tmp_path):
+    _app, url = served
+    note = tmp_path / "notes.txt"
+    note.write_text("not a video\n")
+    with pytest.raises(Exception) as raised:
+        Client(url, verbose=False).predict(video=handle_file(str(note)), model="tiny", api_name="/stylize")
+    message = str(raised.value)
+    assert "could not be opened as a video" in message
+    assert "\n" not in message.strip()
+
+
+def test_a_bad_setting_is_named(served, short_clip):
+    _app, url = served
+    with pytest.raises(Exception, match="strength 1.5"):
+        Client(url, verbose=False).predict(video=handle_file(str(short_clip)), model="tiny", strength=1.5,
+                                           api_name="/stylize")  # fmt: skip
+
+
+def test_every_setting_has_a_control_and_an_api_parameter(served):
+    app, _url = served
+    parameters = {p["parameter_name"] for p in app.get_api_info()["named_endpoints"]["/stylize"]["parameters"]}
+    offered = set(SETTINGS) - set(controls.MANAGED)
+    assert offered <= parameters
+    assert {"video", "video_path", "preset"} <= parameters
+
+
+def test_a_new_setting_gets_a_control_without_ui_code():
+    extended = make_dataclass("Extended", [
+        ("sparkle", float, setting(0.25, "How much it sparkles.", preset=True)),
+        ("glaze", str, setting("matte", "The finish.", choices=("matte", "gloss"))),
+    ], bases=(Config,))  # fmt: skip
+    with gr.Blocks():
+        made = controls.make_controls(extended)
+    assert isinstance(made["sparkle"], gr.Number) and made["sparkle"].info == "How much it sparkles."
+    assert isinstance(made["glaze"], gr.Dropdown)
+    assert controls.to_settings({"sparkle": 0.5, "glaze": "gloss"}, extended) == {"sparkle": 0.5, "glaze": "gloss"}
+
+
+def test_control_kinds_follow_the_declarations():
+    with gr.Blocks():
+        made = controls.make_controls()
+    assert isinstance(made["color_match"], gr.Checkbox)
+    assert isinstance(made["scheduler"], gr.Dropdown) and made["scheduler"].choices
+    assert isinstance(made["control"], gr.Dropdown) and made["control"].multiselect
+    assert isinstance(made["steps"], gr.Number)
+    assert isinstance(made["strength"], gr.Textbox)  # a number, or keyframes
+
+
+def test_control_values_become_settings():
+    settings = controls.to_settings({
+        "strength": "0.6", "seed": "0:1234, 311:99", "cadence": "auto", "steps": 4.0, "fps": "30000/1001",
+        "lora": "a.safetensors:0.5\n\nb.safetensors", "control": ["canny"], "duration": "", "model_config": "",
+        "prompt": "", "max_frames": None,
+    })  # fmt: skip
+    assert settings == {
+        "strength": 0.6, "seed": "0:1234, 311:99", "cadence": "auto", "steps": 4, "fps": "30000/1001",
+        "lora": ("a.safetensors:0.5", "b.safetensors"), "control": ("canny",), "duration": None,
+        "model_config": None, "prompt": "",
+    }  # fmt: skip
+    Config(**settings).validate()
+
+
+def test_what_the_controls_show_gives_back_the_same_settings():
+    """The page fills the controls with a preset's settings; a run from them has exactly those settings."""
+    from dataclasses import asdict
+
+    from vidiff.settings.presets import load_preset
+
+    names = [f.name for f in controls.user_fields()]
+    for settings in (Config(), Config(**load_preset("wood-to-marble").settings), Config(fps="30000/1001", cadence="auto")):
+        shown = dict(zip(names, controls.values_for(asdict(settings), names)))
+        assert Config(**controls.to_settings(shown)) == settings
+
+
+@dataclass
+class _Cell:
+    row: int
+    col: int
+    settings: dict
+    command: str
+
+
+def test_try_passes_the_grid_to_try_looks(monkeypatch, tmp_path, short_clip):
+    """The Try handler hands vidiff.tryout.try_looks the video, the settings and the grid to vary."""
+    import sys
+    import types
+
+    seen = {}
+
+    def fake_try_looks(input, output, config=None, *, vary=(), at="0", frames=1, parts=None, on_progress=None,
+                       cancel=None, **settings):  # fmt: skip
+        seen.update(input=input, output=output, config=config, vary=vary, at=at, frames=frames, cancel=cancel)
+        return types.SimpleNamespace(path=output, cells=[_Cell(0, 0, {"strength": 0.3}, "vidiff stylize ...")])
+
+    monkeypatch.setitem(sys.modules, "vidiff.tryout", types.SimpleNamespace(try_looks=fake_try_looks))
+    from vidiff.ui.app import build_app
+
+    app, jobs = build_app(tmp_path)
+    monkeypatch.setattr(jobs, "_parts_for", lambda config: None)
+    fn = next(f.fn for f in app.fns.values() if f.api_name == "try")
+    path = fn(str(short_clip), None, "watercolour", "strength", "0.3\n0.5\n", "seed", "1\n2", "12", 1.0,
+              model="tiny", steps="4", prompt=None)  # fmt: skip
+    assert seen["input"] == str(short_clip)
+    assert seen["vary"] == [("strength", ["0.3", "0.5"]), ("seed", ["1", "2"])]
+    assert (seen["at"], seen["frames"]) == ("12", 1)
+    assert path == seen["output"] and path.endswith(".png")
+    assert seen["config"].model == "tiny" and seen["config"].steps == 4
+    assert seen["config"].prompt.startswith("a watercolour")  # the preset's, as prompt was left out
+    assert seen["cancel"] is not None

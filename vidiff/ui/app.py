@@ -1,0 +1,256 @@
+"""The page and its API: `vidiff ui` builds this gr.Blocks and serves it.
+
+Every action is also an API endpoint whose parameters are named after the settings:
+Client(url).predict(video=handle_file("in.mp4"), prompt="...", api_name="/stylize") returns the
+stylised video's path; "/try" returns the grid of looks; "/stop" and "/resume" act on the running job.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import tempfile
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable
+
+import gradio as gr
+
+from ..errors import Interrupted, VidiffError
+from ..settings.config import Config
+from ..settings.presets import list_presets, load_preset
+from .controls import MAIN, make_controls, to_settings, values_for
+from .jobs import Jobs
+
+# The result plays in step with the source beside it: the result's player leads, the source's follows.
+# (Media events don't bubble, so they are caught on their way down, at the document.)
+SYNC_JS = """
+<script>
+(() => {
+  const follower = () => document.querySelector('#vidiff-source video');
+  const leads = (event) => event.target.closest && event.target.closest('#vidiff-result');
+  const follow = (event) => {
+    const source = follower();
+    if (!leads(event) || !source) return;
+    const result = event.target;
+    if (Math.abs(source.currentTime - result.currentTime) > 0.05) source.currentTime = result.currentTime;
+    if (event.type === 'play') { source.muted = true; source.play().catch(() => {}); }
+    if (event.type === 'pause') source.pause();
+  };
+  for (const type of ['play', 'pause', 'seeked', 'ratechange']) document.addEventListener(type, follow, true);
+  document.addEventListener('ratechange', (e) => { const s = follower(); if (leads(e) && s) s.playbackRate = e.target.playbackRate; }, true);
+})();
+</script>
+"""
+
+NO_PRESET = "(none)"
+# The job endpoints share one queue slot: one job at a time, the others wait their turn.
+JOB = dict(concurrency_id="job", concurrency_limit=1)
+TRY_FRAMES = 1
+
+
+def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
+    """The page, with the jobs it runs kept under `root`."""
+    jobs = Jobs(root)
+    presets = list_presets()
+    with gr.Blocks(title="vidiff", analytics_enabled=False) as app:
+        gr.Markdown("## vidiff: restyle a video with Stable Diffusion")
+        with gr.Row():
+            video = gr.Video(label="video", sources=["upload"], elem_id="vidiff-input")
+            with gr.Column():
+                video_path = gr.Textbox(label="video_path", info="Or the path of a video on the machine vidiff runs on.")
+                preset = gr.Dropdown(
+                    choices=[NO_PRESET] + [p.name for p in presets], value=None, label="preset",
+                    info="; ".join(f"{p.name}: {p.description}" for p in presets),
+                )  # fmt: skip
+        with gr.Row():
+            controls = _laid_out_controls()
+        with gr.Tabs():
+            with gr.Tab("Stylize"):
+                with gr.Row():
+                    run = gr.Button("Stylize", variant="primary", elem_id="vidiff-stylize")
+                    stop = gr.Button("Stop", variant="stop", elem_id="vidiff-stop")
+                    resume = gr.Button("Resume", elem_id="vidiff-resume")
+                status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
+                latest = gr.Image(label="latest frame", interactive=False, height=240, elem_id="vidiff-latest")
+                with gr.Row():
+                    source_view = gr.Video(label="source", interactive=False, elem_id="vidiff-source")
+                    result_view = gr.Video(label="result", interactive=False, autoplay=False, elem_id="vidiff-result")
+                download = gr.File(label="download", interactive=False, elem_id="vidiff-download")
+                score = gr.Button("Measure flicker (vidiff score)", elem_id="vidiff-score")
+                with gr.Row():
+                    figures = gr.Textbox(label="flicker", lines=9, interactive=False, elem_id="vidiff-figures")
+                    plot = gr.Image(label="warp error per frame", interactive=False)
+            with gr.Tab("Try"):
+                gr.Markdown("A grid of looks on a few frames, before the long render: each row and column varies "
+                            "one setting (one value per line); the other settings are the ones above.")
+                names = list(controls)
+                with gr.Row():
+                    vary_1 = gr.Dropdown(choices=names, value="strength", label="vary_1")
+                    values_1 = gr.Textbox(label="values_1", lines=3, value="0.3\n0.5\n0.7")
+                    vary_2 = gr.Dropdown(choices=names, value=None, label="vary_2")
+                    values_2 = gr.Textbox(label="values_2", lines=3)
+                with gr.Row():
+                    at = gr.Textbox(label="at", value="0", info="Where in the video: a frame number, or seconds (2.5s).")
+                    frames = gr.Number(label="frames", value=TRY_FRAMES, precision=0,
+                                       info="1 gives a picture; more give a short video grid.")
+                tried = gr.Button("Try", variant="primary", elem_id="vidiff-try")
+                grid = gr.File(label="grid", interactive=False)
+                grid_image = gr.Image(label="looks", interactive=False)
+                grid_video = gr.Video(label="looks", interactive=False, visible=False)
+                cells = gr.Dataframe(headers=["row", "col", "settings", "command"], interactive=False)
+        seen = gr.State(-1)
+        timer = gr.Timer(0.5)
+
+        def _stylize(video, video_path, preset, **settings) -> str:
+            return str(jobs.stylize(_input(app, video, video_path), _config(preset, settings)))
+
+        def _try(video, video_path, preset, vary_1, values_1, vary_2, values_2, at, frames, **settings) -> str:
+            vary = [(name, [v.strip() for v in str(values).splitlines() if v.strip()])
+                    for name, values in ((vary_1, values_1), (vary_2, values_2)) if name and values]  # fmt: skip
+            count = int(frames or TRY_FRAMES)
+            result = jobs.try_looks(_input(app, video, video_path), _config(preset, settings), vary, str(at or "0"), count)
+            jobs.last_try = result
+            return str(result.path)
+
+        def _resume() -> str:
+            return str(jobs.resume())
+
+        def _shown() -> tuple:
+            job = jobs.finished
+            return jobs.source_view(job), str(job.output)
+
+        def _shown_try():
+            result = jobs.last_try
+            path = str(result.path)
+            is_video = Path(path).suffix.lower() in (".mp4", ".webm", ".mkv", ".mov")
+            rows = [[c.row, c.col, _as_text(c.settings), c.command] for c in result.cells]
+            return (gr.update(value=None if is_video else path, visible=not is_video),
+                    gr.update(value=path if is_video else None, visible=is_video), rows)  # fmt: skip
+
+        def _score() -> tuple:
+            report, plot_path = jobs.score()
+            return report.table(), str(plot_path)
+
+        def _poll(last: int):
+            now = jobs.status
+            if now.version == last:
+                return gr.skip(), gr.skip(), last
+            return now.html(), now.frame, now.version
+
+        def _stop() -> None:
+            if not jobs.stop():
+                gr.Info("no job is running")
+
+        # 1. The settings: filled on load, and from a preset when one is chosen
+        app.load(lambda: values_for(asdict(Config()), list(controls)), outputs=list(controls.values()), api_visibility="private")
+        preset.change(lambda name: _preset_values(name, list(controls)), inputs=preset, outputs=list(controls.values()), api_visibility="private")
+
+        # 2. The jobs: API endpoints named after the action, their parameters after the settings
+        settings_in = dict(inputs_kwargs=controls)
+        run.click(
+            _named(_stylize, ["video", "video_path", "preset"], controls), inputs=[video, video_path, preset],
+            outputs=download, api_name="stylize", show_progress="hidden", **settings_in, **JOB,
+        ).success(_shown, outputs=[source_view, result_view], api_visibility="private")  # fmt: skip
+        resume.click(_errors(_resume), outputs=download, api_name="resume", show_progress="hidden", **JOB).success(
+            _shown, outputs=[source_view, result_view], api_visibility="private"
+        )
+        stop.click(_stop, api_name="stop", queue=False)
+        tried.click(
+            _named(_try, ["video", "video_path", "preset", "vary_1", "values_1", "vary_2", "values_2", "at", "frames"],
+                   controls),
+            inputs=[video, video_path, preset, vary_1, values_1, vary_2, values_2, at, frames], outputs=grid,
+            api_name="try", show_progress="hidden", **settings_in, **JOB,
+        ).success(_shown_try, outputs=[grid_image, grid_video, cells], api_visibility="private")  # fmt: skip
+        score.click(_errors(_score), outputs=[figures, plot], api_name="score", **JOB)
+
+        # 3. Progress: the running job's frames, rate, time left and latest frame, polled
+        timer.tick(_poll, inputs=seen, outputs=[status, latest, seen], queue=False, api_visibility="private",
+                   show_progress="hidden")  # fmt: skip
+    app.jobs = jobs
+    return app, jobs
+
+
+def _laid_out_controls() -> dict[str, gr.Component]:
+    """The main settings in view, the rest folded away; the controls come from Config's declarations."""
+    with gr.Column():
+        main = make_controls(only=MAIN)
+        with gr.Accordion("More settings", open=False):
+            rest = make_controls(leave_out=MAIN)
+    return {**main, **rest}
+
+
+def _preset_values(name: str | None, names: list[str]) -> list[Any]:
+    chosen = load_preset(name).settings if name and name != NO_PRESET else {}
+    return values_for(asdict(Config(**chosen)), names)
+
+
+def _config(preset: str | None, controls: dict[str, Any]) -> Config:
+    """The preset's settings (if one is chosen) with the controls' values over them."""
+    chosen = load_preset(preset).settings if preset and preset != NO_PRESET else {}
+    return Config(**{**chosen, **to_settings(controls)})
+
+
+def _input(app: gr.Blocks, video: str | None, video_path: str | None) -> str:
+    """The uploaded video, else the path given; a path given is served back (as the source beside the result)."""
+    if video:
+        path = video
+    elif video_path and video_path.strip():
+        path = os.path.abspath(os.path.expanduser(video_path.strip()))
+    else:
+        raise VidiffError("no video: upload one, or give the path of one on this machine (video_path)")
+    from ..io.reader import probe
+
+    probe(path)  # not a video: one line saying so, before anything else
+    if not video and path not in app.allowed_paths:
+        app.allowed_paths.append(path)
+    return path
+
+
+def _as_text(settings: Any) -> str:
+    if isinstance(settings, dict):
+        return ", ".join(f"{k}={v}" for k, v in settings.items())
+    return str(settings)
+
+
+def _errors(fn: Callable) -> Callable:
+    """A user-fixable error, or a stop, becomes one message in the page (and the API caller's exception)."""
+
+    @wraps(fn)
+    def guarded(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (VidiffError, Interrupted) as err:
+            raise gr.Error(" ".join(str(err).split()), print_exception=False) from None
+
+    return guarded
+
+
+def _named(fn: Callable, leading: list[str], controls: dict[str, gr.Component]) -> Callable:
+    """`fn` with a signature naming each parameter, all optional, so the API's parameters are the settings
+    (and a caller leaves out the ones it doesn't change)."""
+    guarded = _errors(fn)
+    optional = dict(default=None, annotation=Any)
+    guarded.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, **optional) for name in leading]
+        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, **optional) for name in controls]
+    )
+    return guarded
+
+
+def serve(host: str = "127.0.0.1", port: int | None = 7860, *, root: str | Path | None = None,
+          block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:  # fmt: skip
+    """Build the page and serve it at host:port; returns the app and its URL. Serves only the UI's own
+    folder (uploads, outputs) and the video paths it is given; no share link, no analytics."""
+    root = Path(root or tempfile.mkdtemp(prefix="vidiff-ui-")).resolve()
+    (root / "uploads").mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")  # uploads and gradio's copies stay in our folder
+    app, jobs = build_app(root)
+    app.queue(default_concurrency_limit=1)
+    _, url, _ = app.launch(
+        server_name=host, server_port=port, share=False, allowed_paths=[str(root / "jobs"), str(root / "tries")],
+        prevent_thread_lock=not block, ssr_mode=False, head=SYNC_JS, quiet=quiet, footer_links=["api"],
+        mcp_server=False, pwa=False,
+    )  # fmt: skip
+    return app, url
