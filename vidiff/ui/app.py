@@ -176,7 +176,7 @@ def _laid_out_controls() -> dict[str, gr.Component]:
     """The main settings in view, the rest folded away; the controls come from Config's declarations."""
     with gr.Column():
         main = make_controls(only=MAIN)
-        with gr.Accordion("More settings", open=False):
+        with gr.Accordion("More settings", open=False, elem_id="vidiff-more"):
             rest = make_controls(leave_out=MAIN)
     return {**main, **rest}
 

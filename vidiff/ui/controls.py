@@ -34,7 +34,7 @@ def make_control(field: Field, hint: Any) -> gr.Component:
     that may be text (keyframes, 'auto', a frame rate such as 30000/1001, lists) -> Textbox; its help is the
     control's info."""
     declared: Setting = field.metadata["setting"]
-    common = dict(label=field.name, info=declared.help.replace("`", ""), value=None)
+    common = dict(label=field.name, info=declared.help.replace("`", ""), value=None, elem_id=f"setting-{field.name}")
     if hint is bool:
         return gr.Checkbox(**common)
     if declared.choices:
