@@ -57,49 +57,50 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
     with gr.Blocks(title="vidiff", analytics_enabled=False) as app:
         gr.Markdown("## vidiff: restyle a video with Stable Diffusion")
         with gr.Row():
-            video = gr.Video(label="video", sources=["upload"], elem_id="vidiff-input")
-            with gr.Column():
+            with gr.Column(scale=2):
+                video = gr.Video(label="video", sources=["upload"], height=260, elem_id="vidiff-input")
                 video_path = gr.Textbox(label="video_path", info="Or the path of a video on the machine vidiff runs on.")
-                preset = gr.Dropdown(
-                    choices=[NO_PRESET] + [p.name for p in presets], value=None, label="preset",
-                    info="; ".join(f"{p.name}: {p.description}" for p in presets),
-                )  # fmt: skip
-        with gr.Row():
-            controls = _laid_out_controls()
-        with gr.Tabs():
-            with gr.Tab("Stylize"):
-                with gr.Row():
-                    run = gr.Button("Stylize", variant="primary", elem_id="vidiff-stylize")
-                    stop = gr.Button("Stop", variant="stop", elem_id="vidiff-stop")
-                    resume = gr.Button("Resume", elem_id="vidiff-resume")
-                status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
-                latest = gr.Image(label="latest frame", interactive=False, height=240, elem_id="vidiff-latest")
-                with gr.Row():
-                    source_view = gr.Video(label="source", interactive=False, elem_id="vidiff-source")
-                    result_view = gr.Video(label="result", interactive=False, autoplay=False, elem_id="vidiff-result")
-                download = gr.File(label="download", interactive=False, elem_id="vidiff-download")
-                score = gr.Button("Measure flicker (vidiff score)", elem_id="vidiff-score")
-                with gr.Row():
-                    figures = gr.Textbox(label="flicker", lines=9, interactive=False, elem_id="vidiff-figures")
-                    plot = gr.Image(label="warp error per frame", interactive=False)
-            with gr.Tab("Try"):
-                gr.Markdown("A grid of looks on a few frames, before the long render: each row and column varies "
-                            "one setting (one value per line); the other settings are the ones above.")
-                names = list(controls)
-                with gr.Row():
-                    vary_1 = gr.Dropdown(choices=names, value="strength", label="vary_1")
-                    values_1 = gr.Textbox(label="values_1", lines=3, value="0.3\n0.5\n0.7")
-                    vary_2 = gr.Dropdown(choices=names, value=None, label="vary_2")
-                    values_2 = gr.Textbox(label="values_2", lines=3)
-                with gr.Row():
-                    at = gr.Textbox(label="at", value="0", info="Where in the video: a frame number, or seconds (2.5s).")
-                    frames = gr.Number(label="frames", value=TRY_FRAMES, precision=0,
-                                       info="1 gives a picture; more give a short video grid.")
-                tried = gr.Button("Try", variant="primary", elem_id="vidiff-try")
-                grid = gr.File(label="grid", interactive=False)
-                grid_image = gr.Image(label="looks", interactive=False)
-                grid_video = gr.Video(label="looks", interactive=False, visible=False)
-                cells = gr.Dataframe(headers=["row", "col", "settings", "command"], interactive=False)
+                preset = gr.Dropdown(choices=[NO_PRESET] + [p.name for p in presets], value=None, label="preset", elem_id="vidiff-preset",
+                                     info="A style; the settings below take its values, and yours go over them.")
+                described = gr.Markdown()
+                controls = _laid_out_controls()
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Stylize"):
+                        with gr.Row():
+                            run = gr.Button("Stylize", variant="primary", elem_id="vidiff-stylize")
+                            stop = gr.Button("Stop", variant="stop", elem_id="vidiff-stop")
+                            resume = gr.Button("Resume", elem_id="vidiff-resume")
+                        status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
+                        latest = gr.Image(label="latest frame", interactive=False, height=200, elem_id="vidiff-latest")
+                        with gr.Row():
+                            source_view = gr.Video(label="source", interactive=False, elem_id="vidiff-source")
+                            result_view = gr.Video(label="result (plays in step with the source)", interactive=False,
+                                                   elem_id="vidiff-result")
+                        download = gr.File(label="download", interactive=False, height=60, elem_id="vidiff-download")
+                        score = gr.Button("Measure flicker (vidiff score)", elem_id="vidiff-score")
+                        with gr.Row():
+                            figures = gr.Markdown(label="flicker", elem_id="vidiff-figures")
+                            plot = gr.Image(label="warp error per frame", interactive=False, height=200)
+                    with gr.Tab("Try"):
+                        gr.Markdown("A grid of looks on a few frames, before the long render: the rows and the columns "
+                                    "each vary one setting (one value per line); the others are the ones at the left.")
+                        names = list(controls)
+                        with gr.Row():
+                            vary_1 = gr.Dropdown(choices=names, value="strength", label="vary_1")
+                            values_1 = gr.Textbox(label="values_1", lines=3, value="0.3\n0.5\n0.7")
+                        with gr.Row():
+                            vary_2 = gr.Dropdown(choices=names, value=None, label="vary_2")
+                            values_2 = gr.Textbox(label="values_2", lines=3)
+                        with gr.Row():
+                            at = gr.Textbox(label="at", value="0", info="Where in the video: a frame number, or seconds (2.5s).")
+                            frames = gr.Number(label="frames", value=TRY_FRAMES, precision=0,
+                                               info="1 gives a picture; more give a short video grid.")
+                        tried = gr.Button("Try", variant="primary", elem_id="vidiff-try")
+                        grid = gr.File(label="grid", interactive=False, height=60)
+                        grid_image = gr.Image(label="looks", interactive=False)
+                        grid_video = gr.Video(label="looks", interactive=False, visible=False)
+                        cells = gr.Dataframe(headers=["row", "col", "settings", "command"], interactive=False)
         seen = gr.State(-1)
         timer = gr.Timer(0.5)
 
@@ -131,7 +132,7 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
 
         def _score() -> tuple:
             report, plot_path = jobs.score()
-            return report.table(), str(plot_path)
+            return f"```text\n{report.table()}\n```", str(plot_path)
 
         def _poll(last: int):
             now = jobs.status
@@ -145,7 +146,8 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
 
         # 1. The settings: filled on load, and from a preset when one is chosen
         app.load(lambda: values_for(asdict(Config()), list(controls)), outputs=list(controls.values()), api_visibility="private")
-        preset.change(lambda name: _preset_values(name, list(controls)), inputs=preset, outputs=list(controls.values()), api_visibility="private")
+        preset.change(lambda name: _preset_values(name, list(controls)), inputs=preset,
+                      outputs=[described, *controls.values()], api_visibility="private")
 
         # 2. The jobs: API endpoints named after the action, their parameters after the settings
         settings_in = dict(inputs_kwargs=controls)
@@ -182,8 +184,10 @@ def _laid_out_controls() -> dict[str, gr.Component]:
 
 
 def _preset_values(name: str | None, names: list[str]) -> list[Any]:
-    chosen = load_preset(name).settings if name and name != NO_PRESET else {}
-    return values_for(asdict(Config(**chosen)), names)
+    """The preset's description, and what the controls show for it."""
+    chosen = load_preset(name) if name and name != NO_PRESET else None
+    settings = asdict(Config(**(chosen.settings if chosen else {})))
+    return [chosen.description if chosen else "", *values_for(settings, names)]
 
 
 def _config(preset: str | None, controls: dict[str, Any]) -> Config:
