@@ -312,7 +312,7 @@ def score(source: str, stylized: str, json_path: str | None, plot_path: str | No
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="The address to serve on; 0.0.0.0 lets other machines in (the page has no login).")
-@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="The port to serve on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="The port to serve on.")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
               help="Where uploads, outputs and unfinished runs go (a new temporary folder if not given); "
                    "giving the same one again lets a stopped run resume after a restart.")

@@ -145,3 +145,18 @@ def test_try_passes_the_grid_to_try_looks(monkeypatch, tmp_path, short_clip):
     assert seen["config"].model == "tiny" and seen["config"].steps == 4
     assert seen["config"].prompt.startswith("a watercolour")  # the preset's, as prompt was left out
     assert seen["cancel"] is not None
+
+
+def test_jobs_wait_their_turn_and_the_last_one_is_scored(served, short_clip):
+    """Two jobs at once: the second waits in the queue (Jobs refuses a second one that runs alongside)."""
+    app, url = served
+    client = Client(url, verbose=False)
+    submitted = [client.submit(video=handle_file(str(short_clip)), prompt="a frog", model="tiny", steps=2,
+                               max_side=64, seed=seed, api_name="/stylize") for seed in (1, 2)]  # fmt: skip
+    outputs = [job.result(timeout=120) for job in submitted]
+    assert all(len(read_frames(path)) == 8 for path in outputs)
+    assert app.jobs.status.state == "done" and app.jobs.status.done == 8
+
+    figures, plot = client.predict(api_name="/score")
+    assert "warp error" in figures and "8 frames at 64x48" in figures
+    assert plot.endswith(".png")

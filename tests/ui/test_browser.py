@@ -41,13 +41,19 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         assert tab.evaluate("document.querySelector('#vidiff-source video').duration") > 0  # beside it
         assert tab.locator("#vidiff-download a").count() >= 1
         first = result_src(tab)
+        # playing the result plays the source beside it, in step
+        tab.evaluate("document.querySelector('#vidiff-result video').play()")
+        tab.wait_for_function("() => !document.querySelector('#vidiff-source video').paused")
+        tab.evaluate("document.querySelector('#vidiff-result video').pause()")
+        tab.wait_for_function("() => document.querySelector('#vidiff-source video').paused")
 
         # 2. a longer one, stopped in the middle: its work folder stays; Resume finishes it
         upload(tab, long_clip)
         for name, value in {"steps": 20, "strength": 0.8, "blend": 0.2, "max_side": 96}.items():
             set_setting(tab, name, value)
         tab.click("#vidiff-stylize")
-        tab.wait_for_function("() => Number(document.querySelector('#vidiff-status')?.dataset.done) >= 3")
+        tab.wait_for_function("""() => { const s = document.querySelector('#vidiff-status');
+                                        return s && s.dataset.state === 'running' && Number(s.dataset.done) >= 3; }""")
         tab.click("#vidiff-stop")
         tab.wait_for_function("() => document.querySelector('#vidiff-status')?.dataset.state === 'stopped'")
         stopped = app.jobs.stopped

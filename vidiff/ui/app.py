@@ -105,13 +105,13 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
         timer = gr.Timer(0.5)
 
         def _stylize(video, video_path, preset, **settings) -> str:
-            return str(jobs.stylize(_input(app, video, video_path), _config(preset, settings)))
+            return str(jobs.stylize(_input(video, video_path), _config(preset, settings)))
 
         def _try(video, video_path, preset, vary_1, values_1, vary_2, values_2, at, frames, **settings) -> str:
             vary = [(name, [v.strip() for v in str(values).splitlines() if v.strip()])
                     for name, values in ((vary_1, values_1), (vary_2, values_2)) if name and values]  # fmt: skip
             count = int(frames or TRY_FRAMES)
-            result = jobs.try_looks(_input(app, video, video_path), _config(preset, settings), vary, str(at or "0"), count)
+            result = jobs.try_looks(_input(video, video_path), _config(preset, settings), vary, str(at or "0"), count)
             jobs.last_try = result
             return str(result.path)
 
@@ -196,8 +196,9 @@ def _config(preset: str | None, controls: dict[str, Any]) -> Config:
     return Config(**{**chosen, **to_settings(controls)})
 
 
-def _input(app: gr.Blocks, video: str | None, video_path: str | None) -> str:
-    """The uploaded video, else the path given; a path given is served back (as the source beside the result)."""
+def _input(video: str | None, video_path: str | None) -> str:
+    """The uploaded video, else the one at the path given (which is read, never served: the page shows a copy
+    of what the run read, from the UI's own folder)."""
     if video:
         path = video
     elif video_path and video_path.strip():
@@ -207,8 +208,6 @@ def _input(app: gr.Blocks, video: str | None, video_path: str | None) -> str:
     from ..io.reader import probe
 
     probe(path)  # not a video: one line saying so, before anything else
-    if not video and path not in app.allowed_paths:
-        app.allowed_paths.append(path)
     return path
 
 
@@ -225,8 +224,11 @@ def _errors(fn: Callable) -> Callable:
     def guarded(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (VidiffError, Interrupted) as err:
+        except VidiffError as err:
             raise gr.Error(" ".join(str(err).split()), print_exception=False) from None
+        except Interrupted:
+            raise gr.Error("stopped; the work so far is kept: Resume (or Stylize with the same video and settings) "
+                           "continues it", title="Stopped", print_exception=False) from None
 
     return guarded
 
@@ -245,16 +247,20 @@ def _named(fn: Callable, leading: list[str], controls: dict[str, gr.Component]) 
 
 def serve(host: str = "127.0.0.1", port: int | None = 7860, *, root: str | Path | None = None,
           block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:  # fmt: skip
-    """Build the page and serve it at host:port; returns the app and its URL. Serves only the UI's own
-    folder (uploads, outputs) and the video paths it is given; no share link, no analytics."""
-    root = Path(root or tempfile.mkdtemp(prefix="vidiff-ui-")).resolve()
+    """Build the page and serve it at host:port; returns the app and its URL (with `block`, once stopped).
+    Serves only the UI's own folder (uploads, outputs); no share link, no analytics."""
+    root = Path(root or tempfile.mkdtemp(prefix="vidiff-ui-")).expanduser().resolve()
     (root / "uploads").mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")  # uploads and gradio's copies stay in our folder
-    app, jobs = build_app(root)
+    app, _jobs = build_app(root)
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(
         server_name=host, server_port=port, share=False, allowed_paths=[str(root / "jobs"), str(root / "tries")],
-        prevent_thread_lock=not block, ssr_mode=False, head=SYNC_JS, quiet=quiet, footer_links=["api"],
+        prevent_thread_lock=True, ssr_mode=False, head=SYNC_JS, quiet=True, footer_links=["api"],
         mcp_server=False, pwa=False,
     )  # fmt: skip
+    if not quiet:
+        print(f"vidiff ui: serving {url} (Ctrl-C stops it); uploads and results go to {root}", flush=True)
+    if block:
+        app.block_thread()
     return app, url
