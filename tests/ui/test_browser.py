@@ -23,8 +23,8 @@ def browser_ready():
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
-    """Long enough (96 frames, one at a time with blend) to press Stop in the middle."""
-    return make_clip(tmp_path_factory.mktemp("ui-long") / "long.mp4", size="96x64", rate="24", seconds=4)
+    """Long enough (48 frames, one at a time with blend) to press Stop in the middle."""
+    return make_clip(tmp_path_factory.mktemp("ui-long") / "long.mp4", size="96x64", rate="24", seconds=2)
 
 
 def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, served, short_clip, long_clip):
@@ -61,10 +61,10 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         work = Path(f"{stopped.output}.vidiff")
         assert work.is_dir() and not stopped.output.exists()
         done_at_stop = status(tab)["done"]
-        assert 3 <= done_at_stop < 96
+        assert 3 <= done_at_stop < 48
 
         tab.click("#vidiff-resume")
-        assert result_duration(tab, src_not=first) == pytest.approx(4, abs=0.1)
+        assert result_duration(tab, src_not=first) == pytest.approx(2, abs=0.1)
         assert not work.exists()
-        assert len(read_frames(stopped.output)) == 96
+        assert len(read_frames(stopped.output)) == 48
         assert tab.evaluate("document.querySelector('#vidiff-latest img') !== null")
