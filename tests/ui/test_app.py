@@ -160,3 +160,50 @@ def test_jobs_wait_their_turn_and_the_last_one_is_scored(served, short_clip):
     figures, plot = client.predict(api_name="/score")
     assert "warp error" in figures and "8 frames at 64x48" in figures
     assert plot.endswith(".png")
+
+
+def test_it_serves_its_own_outputs_and_nothing_else(served, short_clip, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    app, url = served
+    output = app.jobs.output_for(str(short_clip), Config(prompt="x", model="tiny"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(b"made by the UI")
+    elsewhere = tmp_path / "private.mp4"
+    elsewhere.write_bytes(b"not the UI's")
+
+    def status(path) -> int:
+        try:
+            return urllib.request.urlopen(f"{url}gradio_api/file={path}").status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert status(output) == 200
+    assert status(elsewhere) == 403
+    assert status(short_clip) == 403
+    assert status("/etc/passwd") == 403
+
+
+def test_try_endpoint_returns_the_grid(served, short_clip, monkeypatch):
+    """/try through gradio_client, with try_looks stubbed (it is built beside the UI): the grid comes back."""
+    import sys
+    import types
+
+    import cv2
+    import numpy as np
+
+    def fake_try_looks(input, output, config=None, *, vary=(), at="0", frames=1, parts=None, on_progress=None,
+                       cancel=None, **settings):  # fmt: skip
+        cv2.imwrite(output, np.full((48, 128, 3), 200, np.uint8))
+        cells = [_Cell(0, i, {name: value}, f"vidiff stylize --{name} {value}")
+                 for name, values in vary for i, value in enumerate(values)]  # fmt: skip
+        return types.SimpleNamespace(path=output, cells=cells)
+
+    monkeypatch.setitem(sys.modules, "vidiff.tryout", types.SimpleNamespace(try_looks=fake_try_looks))
+    app, url = served
+    monkeypatch.setattr(app.jobs, "_parts_for", lambda config: None)
+    grid = Client(url, verbose=False).predict(video=handle_file(str(short_clip)), prompt="a frog", model="tiny",
+                                              vary_1="strength", values_1="0.3\n0.6", api_name="/try")  # fmt: skip
+    assert cv2.imread(grid).shape == (48, 128, 3)
+    assert [c.settings for c in app.jobs.last_try.cells] == [{"strength": "0.3"}, {"strength": "0.6"}]
