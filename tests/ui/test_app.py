@@ -207,3 +207,15 @@ def test_try_endpoint_returns_the_grid(served, short_clip, monkeypatch):
                                               vary_1="strength", values_1="0.3\n0.6", api_name="/try")  # fmt: skip
     assert cv2.imread(grid).shape == (48, 128, 3)
     assert [c.settings for c in app.jobs.last_try.cells] == [{"strength": "0.3"}, {"strength": "0.6"}]
+
+
+def test_the_status_shows_frames_rate_time_left_and_the_latest_frame():
+    import numpy as np
+
+    from vidiff.ui.jobs import Status
+
+    shown = Status("running", done=30, total=90, fps=2.0, frame=np.zeros((512, 256, 3), np.uint8)).html()
+    assert '<progress value="30" max="90"' in shown
+    assert "30 / 90 frames" in shown and "2.00 frames/s" in shown and "about 0:30 left" in shown
+    assert 'src="data:image/jpeg;base64,' in shown
+    assert Status("stopped", done=30, total=90, fps=2.0).eta is None

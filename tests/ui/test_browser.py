@@ -67,4 +67,4 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         assert result_duration(tab, src_not=first) == pytest.approx(2, abs=0.1)
         assert not work.exists()
         assert len(read_frames(stopped.output)) == 48
-        assert tab.evaluate("document.querySelector('#vidiff-latest img') !== null")
+        assert tab.evaluate("document.querySelector('#vidiff-status img#vidiff-latest').naturalWidth") == 96

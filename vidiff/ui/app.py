@@ -72,7 +72,6 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
                             stop = gr.Button("Stop", variant="stop", elem_id="vidiff-stop")
                             resume = gr.Button("Resume", elem_id="vidiff-resume")
                         status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
-                        latest = gr.Image(label="latest frame", interactive=False, height=200, elem_id="vidiff-latest")
                         with gr.Row():
                             source_view = gr.Video(label="source", interactive=False, elem_id="vidiff-source")
                             result_view = gr.Video(label="result (plays in step with the source)", interactive=False,
@@ -137,8 +136,8 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
         def _poll(last: int):
             now = jobs.status
             if now.version == last:
-                return gr.skip(), gr.skip(), last
-            return now.html(), now.frame, now.version
+                return gr.skip(), last
+            return now.html(), now.version
 
         def _stop() -> None:
             if not jobs.stop():
@@ -168,7 +167,7 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
         score.click(_errors(_score), outputs=[figures, plot], api_name="score", **JOB)
 
         # 3. Progress: the running job's frames, rate, time left and latest frame, polled
-        timer.tick(_poll, inputs=seen, outputs=[status, latest, seen], queue=False, api_visibility="private",
+        timer.tick(_poll, inputs=seen, outputs=[status, seen], queue=False, api_visibility="private",
                    show_progress="hidden")  # fmt: skip
     app.jobs = jobs
     return app, jobs

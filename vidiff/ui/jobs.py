@@ -8,6 +8,7 @@ command does on the command line.
 
 from __future__ import annotations
 
+import base64
 import html
 import threading
 import time
@@ -60,7 +61,23 @@ class Status:
         bar = f'<progress value="{self.done}" max="{self.total}" style="width:100%"></progress>' if self.total else ""
         message = f"<div>{html.escape(self.message)}</div>" if self.message else ""
         return (f'<div id="vidiff-status" data-state="{self.state}" data-done="{self.done}">{bar}'
-                f"<div>{html.escape(figures)}</div>{message}</div>")  # fmt: skip
+                f"<div>{html.escape(figures)}</div>{message}{_inline_picture(self.frame)}</div>")  # fmt: skip
+
+
+def _inline_picture(frame: np.ndarray | None, longest: int = 384) -> str:
+    """The latest frame as a JPEG inside the page itself: a file per frame would pile up in the upload folder."""
+    if frame is None:
+        return ""
+    import cv2
+
+    height, width = frame.shape[:2]
+    scale = min(1.0, longest / max(height, width))
+    small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        return ""
+    data = base64.b64encode(jpeg.tobytes()).decode("ascii")
+    return f'<img id="vidiff-latest" alt="the latest finished frame" src="data:image/jpeg;base64,{data}">'
 
 
 def _clock(seconds: float) -> str:
