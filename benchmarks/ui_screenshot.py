@@ -52,8 +52,9 @@ def main() -> None:
                 upload(tab, clip)
                 tab.locator("#vidiff-preset input").click()
                 tab.get_by_role("option", name="wooden-carving", exact=True).click()
-                tab.wait_for_function("() => document.querySelector('#setting-steps input').value === '30'")
-                settings = {"model": str(HERE / "tiny-trained"), "steps": 8, "max_side": 192}
+                # the preset's values fill the controls before ours go over them
+                tab.wait_for_function("() => document.querySelector('#setting-prompt textarea').value.includes('wooden')")
+                settings = {"model": os.path.relpath(HERE / "tiny-trained"), "steps": 8, "max_side": 192}
                 for name, value in settings.items():
                     set_setting(tab, name, value)
                 tab.click("#vidiff-stylize")

@@ -78,9 +78,8 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
                                                    elem_id="vidiff-result")
                         download = gr.File(label="download", interactive=False, height=60, elem_id="vidiff-download")
                         score = gr.Button("Measure flicker (vidiff score)", elem_id="vidiff-score")
-                        with gr.Row():
-                            figures = gr.Markdown(label="flicker", elem_id="vidiff-figures")
-                            plot = gr.Image(label="warp error per frame", interactive=False, height=200)
+                        figures = gr.Markdown(label="flicker", elem_id="vidiff-figures")
+                        plot = gr.Image(label="warp error per frame", show_label=False, interactive=False, height=240)
                     with gr.Tab("Try"):
                         gr.Markdown("A grid of looks on a few frames, before the long render: the rows and the columns "
                                     "each vary one setting (one value per line); the others are the ones at the left.")
