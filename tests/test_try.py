@@ -14,6 +14,7 @@ from click.testing import CliRunner
 import vidiff
 from helpers import make_clip, read_frames, write_tiny_lora
 from vidiff.cli import cli
+from vidiff.io.grid import MAX_SIDE, layout
 from vidiff.io.reader import VideoInfo, VideoReader
 from vidiff.tryout import expand, parse_at, parse_vary, start_text
 
@@ -174,11 +175,23 @@ def test_bad_requests_are_one_line_and_exit_2_before_any_model_loads(clip, tmp_p
     assert not (tmp_path / "grid.png").exists()
 
 
-def test_an_existing_grid_is_replaced_only_with_overwrite(clip, tmp_path):
+def test_an_existing_grid_is_replaced_only_with_overwrite_and_never_the_input(clip, tmp_path):
     (tmp_path / "grid.png").write_bytes(b"keep")
     run = CliRunner().invoke(cli, ["try", str(clip), str(tmp_path / "grid.png"), *BASE_OPTIONS])
     assert run.exit_code == 2 and "--overwrite" in run.stderr
     assert (tmp_path / "grid.png").read_bytes() == b"keep"
+    run = CliRunner().invoke(cli, ["try", str(clip), str(clip), "--overwrite", *BASE_OPTIONS])
+    assert run.exit_code == 2 and "is the input" in run.stderr
+
+
+def test_a_grid_too_large_is_scaled_down_to_fit_and_one_too_large_to_scale_is_refused():
+    grid = layout([f"seed={n}" for n in range(16)], ["a", "b"], [(512, 384)] * 32)
+    width, height = grid.size
+    assert width <= MAX_SIDE and height <= MAX_SIDE and width % 2 == 0 and height % 2 == 0
+    assert grid.scale < 1
+    assert all(w == int(512 * grid.scale) and h == int(384 * grid.scale) for _x, _y, w, h in grid.boxes)
+    with pytest.raises(vidiff.VidiffError, match="can't fit"):
+        layout(["x"] * 64, None, [(64, 2)] * 64)
 
 
 def test_values_ranges_and_moments_are_read_as_written():

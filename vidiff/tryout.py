@@ -166,7 +166,7 @@ def try_looks(
 
     from .io.grid import check_grid_path
 
-    check_grid_path(output, animated=frames > 1, overwrite=base.replace(**settings).overwrite)
+    check_grid_path(output, input, animated=frames > 1, overwrite=base.replace(**settings).overwrite)
     with _each_note_once(), tempfile.TemporaryDirectory(prefix=".vidiff-try.", dir=Path(output).parent) as scratch:
         return _render(input, output, base, preset, settings, axes, combos, at, frames, parts, on_progress, cancel,
                        Path(scratch))  # fmt: skip
@@ -185,7 +185,7 @@ def _axis(key: str, texts: list[str]) -> _Axis:
                           "(any option of `vidiff stylize`, or preset)")  # fmt: skip
     if name in OWN_SETTINGS:
         raise VidiffError(f"--vary {key}: try sets it for each cell; choose the frames with --at and --frames")
-    texts = expand(list(texts))
+    texts = expand([str(text) for text in texts])  # a program may hand over numbers
     if not texts or not any(text for text in texts):
         raise VidiffError(f"--vary {key}: give at least one value, such as {key}=V1,V2")
     values = []

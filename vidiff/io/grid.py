@@ -35,9 +35,11 @@ LABEL_COLUMN = (48, 160)  # the row labels' column: at least, at most this wide
 BACKGROUND, INK, GAP = (255, 255, 255), (0, 0, 0), (40, 40, 40)
 
 
-def check_grid_path(path: str | os.PathLike, animated: bool, overwrite: bool) -> None:
+def check_grid_path(path: str | os.PathLike, input: str | os.PathLike, animated: bool, overwrite: bool) -> None:
     """Refuse a GRID we can't or shouldn't write, before any work is done."""
     path = Path(path)
+    if os.path.exists(input) and path.exists() and os.path.samefile(path, input):
+        raise VidiffError(f"{path} is the input; write the grid to another file")
     suffix = path.suffix.lower()
     allowed = ANIMATED_SUFFIXES if animated else STILL_SUFFIXES + ANIMATED_SUFFIXES
     if suffix not in allowed:
