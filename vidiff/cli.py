@@ -26,7 +26,7 @@ from .errors import Interrupted, VidiffError, option_name
 from .settings.config import PRESET_KEYS, SETTINGS, Config, Setting
 from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import list_presets, load_preset, user_preset_dir
-from .tryout import OWN_SETTINGS
+from .tryout import OWN_SETTINGS, parse_vary, try_looks
 
 DEFAULTS = Config()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -261,8 +261,6 @@ def try_(input: str, grid: str, vary: tuple[str, ...], at: str, frames: int, qui
     \b
       vidiff try in.mp4 grid.png --preset watercolour --at 2s --vary strength=0.3,0.45,0.6 --vary seed=1..3
     """
-    from .tryout import parse_vary, try_looks
-
     _setup_logging(quiet)
     ctx = click.get_current_context()
     # only what the command line gave: each cell's preset (the given one, or the varied one) comes under it

@@ -31,6 +31,9 @@ from .settings.config import SETTINGS, Config, check_field
 from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import load_preset
 
+# OpenCV, torch and the run are imported where they are used: the command line imports this module,
+# and `vidiff --help` shouldn't wait for them.
+
 log = logging.getLogger("vidiff")
 
 MAX_AXES = 2
@@ -208,11 +211,9 @@ def _value(name: str, text: str) -> Any:
     declared, hint = SETTINGS[name], _HINTS[name]
     if declared.repeatable:
         return (text,) if text else ()
-    if hint is bool:
+    if hint is bool:  # Click's words for a flag's value; anything else is left to the check to refuse
         words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-        if text.lower() not in words:
-            raise VidiffError(f"--vary {name.replace('_', '-')}: {text!r} must be true or false")
-        return words[text.lower()]
+        return words.get(text.lower(), text)
     types = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
     if type(None) in typing.get_args(hint) and text.lower() in ("", "none"):
         return None
@@ -239,21 +240,21 @@ def _check_axes(axes: list[_Axis], preset: str | None) -> None:
         raise VidiffError(f"--vary gives {cells} cells; a grid holds at most {MAX_CELLS} (vary fewer values)")
 
 
-def _combinations(axes: list[_Axis]) -> list[tuple[str, str, dict[str, Any], dict[str, str]]]:
-    """(row label, column label, values by field, value texts by key) of each cell, row by row."""
+def _combinations(axes: list[_Axis]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(row label, column label, values by field) of each cell, row by row."""
     columns = axes[0] if axes else None
     rows = axes[1] if len(axes) > 1 else None
     combos = []
     for r in range(len(rows.values) if rows else 1):
         for c in range(len(columns.values) if columns else 1):
-            values, texts, labels = {}, {}, []
+            values, labels = {}, []
             for axis, n in ((rows, r), (columns, c)):
                 if axis is None:
                     labels.append("")
                     continue
-                values[axis.name], texts[axis.key] = axis.values[n], axis.texts[n]
+                values[axis.name] = axis.values[n]
                 labels.append(f"{axis.key}={axis.texts[n]}")
-            combos.append((labels[0], labels[1], values, texts))
+            combos.append((labels[0], labels[1], values))
     return combos
 
 
@@ -295,7 +296,7 @@ def _render(input, output, base: Config, preset, settings, axes, combos, at, fra
     # 1. The cells' settings, all checked before any frame is decoded or model loaded
     source_info = probe(input, base.replace(**settings).fps)
     first = parse_at(at, source_info.fps)
-    configs = [_cell_config(base, preset, settings, values) for _r, _c, values, _t in combos]
+    configs = [_cell_config(base, preset, settings, values) for _r, _c, values in combos]
     for config in configs:
         config.validate()
 
@@ -345,8 +346,8 @@ def _render(input, output, base: Config, preset, settings, axes, combos, at, fra
         raise Interrupted(f"stopped after {done} of {total} frames; nothing was written to {output}") from None
 
     # 4. The grid: labels drawn once, each frame's cells pasted in
-    column_labels = [c for _r, c, _v, _t in combos[: len(axes[0].values) if axes else 1]]
-    row_labels = [r for r, _c, _v, _t in combos[:: len(column_labels)]] if len(axes) > 1 else None
+    column_labels = [c for _r, c, _v in combos[: len(axes[0].values) if axes else 1]]
+    row_labels = [r for r, _c, _v in combos[:: len(column_labels)]] if len(axes) > 1 else None
     outputs = [sorted((scratch / f"cell-{n}").glob("frame_*.png")) for n in range(len(cells))]
     grid = layout(column_labels, row_labels, [_size(found[0]) for found in outputs])
     written = write_grid(output, (grid.draw([_load(found[t]) if t < len(found) else None for found in outputs])
@@ -354,7 +355,7 @@ def _render(input, output, base: Config, preset, settings, axes, combos, at, fra
     result_cells = [
         Cell(row, col, values, _command(input, output, n, base, preset, settings, values, first, count, source_info.fps),
              box)
-        for n, ((row, col, values, _texts), box) in enumerate(zip(combos, grid.boxes))
+        for n, ((row, col, values), box) in enumerate(zip(combos, grid.boxes))
     ]  # fmt: skip
     return TryResult(os.fspath(output), result_cells, written, grid.scale)
 
