@@ -19,6 +19,8 @@ _API = {
     "score_video": "score",
     "ScoreReport": "score",
     "Progress": "run",
+    "try_looks": "tryout",
+    "TryResult": "tryout",
 }
 __all__ = [*_API, "__version__"]
 
