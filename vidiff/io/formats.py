@@ -97,6 +97,8 @@ def output_form(path: str | os.PathLike, codec: str | None = None, bit_depth: in
         form = OutputForm(GIF, "gif", suffix, bit_depth)
     elif suffix in CONTAINERS:
         allowed = CONTAINERS[suffix]
+        if codec is not None and suffix == ".webm":
+            raise VidiffError(f"--codec {codec}: .webm holds VP9 video; leave --codec out, or write .mkv or .mov")
         if codec is not None and codec not in allowed:
             fits = [name for name, codecs in CONTAINERS.items() if codec in codecs]
             raise VidiffError(f"--codec {codec}: {NAMES[codec]} doesn't go in {suffix}, which holds "
@@ -111,8 +113,6 @@ def output_form(path: str | os.PathLike, codec: str | None = None, bit_depth: in
     if codec is not None and form.kind != VIDEO:
         raise VidiffError(f"--codec {codec} is for a video (.mov, .mkv, .mp4); {suffix} output has its own, "
                           "leave --codec out")  # fmt: skip
-    if codec is not None and suffix == ".webm":
-        raise VidiffError(f"--codec {codec}: .webm holds VP9 video; leave --codec out, or write .mkv or .mov")
     if bit_depth != 8 and form.codec != "png":
         raise VidiffError(f"--bit-depth {bit_depth} is for PNG output (a .png picture or a sequence such as "
                           f"{_SEQUENCE_EXAMPLE}); {suffix} is written with 8 bits")  # fmt: skip

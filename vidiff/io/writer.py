@@ -202,9 +202,11 @@ class VideoWriter:
         crf: int = 18,
         audio_source: str | os.PathLike | None = None,
         audio_start: float = 0.0,
+        codec: str | None = None,
+        bit_depth: int = 8,
     ):
         self.path = Path(path)
-        self.form = output_form(path)
+        self.form = output_form(path, codec, bit_depth)
         fd, self._segment = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".video{self.form.segment_suffix}",
                                              dir=self.path.parent)  # fmt: skip
         os.close(fd)
