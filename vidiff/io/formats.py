@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import VidiffError
 from ..settings.config import CODECS
+from .reader import _printf_number  # the same %d rule as an image-sequence INPUT's
 
 VIDEO, GIF, PICTURE, SEQUENCE = "video", "gif", "picture", "sequence"
 
@@ -77,8 +78,6 @@ class OutputForm:
 
 def is_sequence(path: str | os.PathLike) -> bool:
     """A printf pattern (out_%05d.png): one file per frame."""
-    from .reader import _printf_number  # the same %d rule as an image-sequence INPUT
-
     return _printf_number(os.path.basename(os.fspath(path))) is not None
 
 

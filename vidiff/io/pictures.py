@@ -20,9 +20,9 @@ import numpy as np
 
 from ..errors import VidiffError
 from .atomic import write_atomic
-from .ffmpeg import _fsync, _last_line
+from .ffmpeg import _fsync, _last_line, concat_input, concat_listing
 from .formats import GIF, PICTURE, SEQUENCE, OutputForm
-from .writer import concat_input, concat_listing
+from .reader import _pattern_images, image_sequence  # a sequence OUTPUT matches as an INPUT pattern does
 
 # JPEG and WebP quality, 0-100: near the best either keeps, for a picture that is looked at closely.
 PICTURE_QUALITY = 95
@@ -41,8 +41,6 @@ def check_sequence_path(pattern: str | os.PathLike, input: str | os.PathLike, ov
     found = sequence_files(pattern)
     if found:
         try:
-            from .reader import image_sequence
-
             inputs = image_sequence(os.fspath(input)) or [os.fspath(input)]
         except VidiffError:
             inputs = []
@@ -55,8 +53,6 @@ def check_sequence_path(pattern: str | os.PathLike, input: str | os.PathLike, ov
 
 def sequence_files(pattern: str | os.PathLike) -> list[str]:
     """The files that `pattern` (out_%05d.png) matches, by number."""
-    from .reader import _pattern_images  # the same matching as an image-sequence INPUT's
-
     try:
         return _pattern_images(os.fspath(pattern))
     except VidiffError:  # none

@@ -10,16 +10,17 @@ import os
 import secrets
 import subprocess
 import tempfile
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from ..errors import VidiffError
-from .ffmpeg import _fsync, _last_line, audio_streams, ffmpeg_exe
-from .formats import VIDEO, OutputForm, audio_attempts, container_args, is_sequence, output_form, stream_codecs, video_args
+from .ffmpeg import _fsync, _last_line, audio_streams, concat_input, concat_listing, ffmpeg_exe
+from .formats import (
+    SEQUENCE, VIDEO, OutputForm, audio_attempts, container_args, output_form, stream_codecs, video_args,
+)
+from .pictures import check_sequence_path, write_pictures
 
 
 def check_output_path(
@@ -27,9 +28,7 @@ def check_output_path(
 ) -> None:
     """Refuse an OUTPUT we can't or shouldn't write, before any work is done."""
     form = form or output_form(output)  # raises for a form that can't be written
-    if is_sequence(output):
-        from .pictures import check_sequence_path
-
+    if form.kind == SEQUENCE:
         check_sequence_path(output, input, overwrite)
         return
     output = Path(output)
@@ -126,39 +125,16 @@ def assemble(
     """Make OUTPUT from the encoded segments, and put it in place only when it is complete.
 
     A video joins them without re-encoding and takes the source's audio cut to the same span; a GIF,
-    a picture or a sequence is made from them (lossless) by pictures.py.
+    a picture or a sequence is made from them (lossless FFV1) by pictures.py.
     """
     if frames == 0 or not segments:
         raise VidiffError("no frames were written; the input had none in the chosen range")
     form = form or output_form(output)
     if form.kind != VIDEO:
-        from .pictures import write_pictures
-
         write_pictures(segments, output, form, frames)
         return
     with concat_listing(segments, Path(output).parent) as listing:
         _join_video(listing, Path(output), form, fps, frames, audio_source, audio_start)
-
-
-@contextmanager
-def concat_listing(segments: list[str | os.PathLike], folder: Path) -> Iterator[str]:
-    """A listing of `segments` for ffmpeg's concat demuxer, removed afterwards."""
-    fd, listing = tempfile.mkstemp(prefix=".vidiff-concat.", suffix=".txt", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            for segment in segments:
-                # the concat demuxer's quoting: inside '...', a quote is written '\''
-                quoted = os.path.abspath(segment).replace("'", "'\\''")
-                file.write(f"file '{quoted}'\n")
-        yield listing
-    finally:
-        os.unlink(listing)
-
-
-def concat_input(listing: str) -> list[str]:
-    """ffmpeg's arguments up to and including the joined segments as input 0."""
-    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "concat", "-safe", "0", "-i", listing]  # fmt: skip
 
 
 def _join_video(listing: str, output: Path, form: OutputForm, fps, frames, audio_source, audio_start) -> None:
