@@ -131,3 +131,17 @@ def test_a_form_that_does_not_fit_is_one_line_exit_2_and_nothing_written(clip, t
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], result.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "output, options, words",
+    [("out.mov", ["--codec", "prores"], "ProRes 422 HQ video, any audio copied"),
+     ("out.webm", [], "VP9 video, any audio as Opus"),
+     ("f/out_%05d.png", ["--bit-depth", "16"], "numbered 16-bit PNG pictures, no audio")],
+)  # fmt: skip
+def test_dry_run_says_what_output_will_be_and_writes_nothing(clip, tmp_path, output, options, words):
+    result = CliRunner().invoke(cli, ["stylize", str(clip), str(tmp_path / output), *OPTIONS, *options, "--dry-run"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("output"))
+    assert words in line
+    assert os.listdir(tmp_path) == []
