@@ -4,6 +4,7 @@ promises, with the source's audio where the container takes it, put in place ato
 from __future__ import annotations
 
 import os
+import subprocess
 from fractions import Fraction
 
 import cv2
@@ -12,6 +13,7 @@ import pytest
 
 from helpers import make_clip, read_frames, stream_codecs
 from vidiff.errors import VidiffError
+from vidiff.io.ffmpeg import ffmpeg_exe
 from vidiff.io.formats import output_form
 from vidiff.io.writer import VideoWriter
 
@@ -80,9 +82,6 @@ def test_ffv1_keeps_every_pixel(tmp_path):
 
 
 def test_prores_is_422_hq_with_apples_tag(tmp_path):
-    from helpers import ffmpeg_exe
-    import subprocess
-
     _write(tmp_path / "out.mov", _frames(2), codec="prores")
     said = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(tmp_path / "out.mov")], capture_output=True,
                           text=True).stderr  # fmt: skip
@@ -152,6 +151,7 @@ def test_a_failed_picture_form_leaves_nothing(tmp_path):
         ("out.jpg", None, 16, "--bit-depth 16 is for PNG output"),
         ("out.mp4", None, 16, "--bit-depth 16"),
         ("out_%04d.jpg", None, 8, "a numbered sequence is written as PNG"),
+        ("out_%4d.png", None, 8, "pad the number with zeros (%04d)"),
         ("out.avi", None, 8, "use a video (.mp4, .m4v, .mov, .mkv, .webm), .gif, a picture"),
     ],
 )

@@ -64,7 +64,7 @@ class OutputForm:
         return SEGMENT_SUFFIXES[self.segment_codec]
 
     def describe(self) -> str:
-        """For --dry-run: 'VP9 video, the audio as Opus'."""
+        """For --dry-run: 'VP9 video, any audio as Opus'."""
         if self.kind == SEQUENCE:
             return f"numbered {self.bit_depth}-bit PNG pictures, no audio"
         if self.kind == PICTURE:
@@ -87,6 +87,10 @@ def output_form(path: str | os.PathLike, codec: str | None = None, bit_depth: in
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
     if is_sequence(path):
+        number = _printf_number(os.path.basename(path))
+        if number.group(2) and not number.group(1):  # %5d pads with spaces: names no one wants, nor matches
+            raise VidiffError(f"output {path}: pad the number with zeros ({number.group().replace('%', '%0')}) or "
+                              "leave it unpadded (%d)")  # fmt: skip
         if suffix != ".png":
             raise VidiffError(f"output {path}: a numbered sequence is written as PNG; name it like {_SEQUENCE_EXAMPLE}")
         form = OutputForm(SEQUENCE, "png", suffix, bit_depth)

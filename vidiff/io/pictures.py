@@ -111,7 +111,8 @@ def _encoded(frame: np.ndarray, form: OutputForm) -> bytes:
 def _write_gif(segments, output: Path) -> None:
     """A looping GIF whose 256 colours are chosen from the whole clip (palettegen), dithered onto it (paletteuse)."""
     # named, not created: ffmpeg creates them, so OUTPUT gets the usual permissions (mkstemp's are 0600)
-    palette, temp = (output.parent / f".{output.stem}.{secrets.token_hex(6)}.partial{suffix}" for suffix in (".png", ".gif"))
+    token = secrets.token_hex(6)
+    palette, temp = (output.parent / f".{output.stem}.{token}.partial{suffix}" for suffix in (".png", ".gif"))
     try:
         with concat_listing(segments, output.parent) as listing:
             # two passes over the segments, not one with a split: a split would hold every frame in memory
