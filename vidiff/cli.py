@@ -185,8 +185,9 @@ def cli() -> None:
               help="Print the plan (frames, size, model, each keyframed value) and exit without loading the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
 def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> None:
-    """Stylise INPUT (a video, a folder of numbered images, or a pattern such as img_%04d.png) into
-    OUTPUT (.mp4, .m4v, .mov, .mkv), keeping its audio. Re-run the same command to resume."""
+    """Stylise INPUT (a video, a picture, a folder of numbered images, or a pattern such as img_%04d.png)
+    into OUTPUT: a video (.mp4, .m4v, .mov, .mkv, .webm) keeping the audio, a .gif, one picture (.png, .jpg,
+    .webp) from one picture, or numbered pictures (out_%05d.png). Re-run the same command to resume."""
     _setup_logging(quiet)
     config = Config(**settings)
     if dry_run:

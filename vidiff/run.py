@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .errors import Interrupted, VidiffError
 from .io.background import Prefetch, Writer
 from .io.workfolder import SEGMENT_FRAMES, Checkpoint, ShotFolder, WorkFolder, fingerprint, segment_bounds
+from .io.formats import SEGMENT_SUFFIXES
 from .io.writer import SegmentEncoder, assemble
 from .models.device import default_batch_size, is_out_of_memory
 from .models.loading import check_parts, load_parts
@@ -147,7 +148,8 @@ def stylize_video(
     if frames == 0:  # the container promised frames the decoder couldn't deliver
         work.remove()
         raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
-    assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds)
+    assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds,
+             form=plan.output_form)
     work.remove()
     return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
 
@@ -184,7 +186,8 @@ def _run_shot(processor: Processor, stream, shot: Shot, end: int | None, folder:
     """Process one shot's frames from its checkpoint, window by window; `end` None reads to the input's end."""
     config = plan.config
     state = processor.import_state(checkpoint.state) if checkpoint.state is not None else None
-    segment = _Segment(folder, plan.size, plan.info.fps, config.crf, checkpoint.pending, frames_dir)
+    segment = _Segment(folder, plan.size, plan.info.fps, config.crf, checkpoint.pending, frames_dir,
+                       plan.output_form.segment_codec)
     first = checkpoint.next_frame
     with segment:
         while end is None or first < end:
@@ -281,8 +284,10 @@ class _Segment:
     add() is called in the main thread and returns the file work, which the writer thread runs in order.
     """
 
-    def __init__(self, folder: ShotFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None):
+    def __init__(self, folder: ShotFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None,
+                 codec: str = "h264"):
         self.folder, self.size, self.fps, self.crf, self.frames_dir = folder, size, fps, crf, frames_dir
+        self.codec = codec
         self.pending = pending  # finished frames of this segment from an earlier run, to encode first
         self.encoder: SegmentEncoder | None = None
         self.count = len(pending)  # frames given to the open segment so far, as the main thread counts them
@@ -292,7 +297,8 @@ class _Segment:
 
     def _open(self) -> SegmentEncoder:
         if self.encoder is None:
-            self.encoder = SegmentEncoder(self.folder.next_segment(), self.size, self.fps, self.crf).__enter__()
+            path = self.folder.next_segment(SEGMENT_SUFFIXES[self.codec])
+            self.encoder = SegmentEncoder(path, self.size, self.fps, self.crf, self.codec).__enter__()
             for path in self.pending:
                 self.encoder.write(_load_png(path))
             self.pending = []
