@@ -19,6 +19,8 @@ _API = {
     "score_video": "score",
     "ScoreReport": "score",
     "Progress": "run",
+    "TrainConfig": "train.config",
+    "train_lora": "train.loop",
 }
 __all__ = [*_API, "__version__"]
 

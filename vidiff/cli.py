@@ -168,6 +168,7 @@ def cli() -> None:
       vidiff stylize in.mp4 out.mp4 --preset wooden-carving
       vidiff presets            list the styles
       vidiff demo               an offline smoke run on a synthetic clip
+      vidiff train pictures/ style.safetensors --token "<my-style>"   a style of your own
     """
 
 
@@ -307,6 +308,45 @@ def score(source: str, stylized: str, json_path: str | None, plot_path: str | No
     threshold = cut_threshold if cuts else None
     report = score_video(source, stylized, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
     click.echo(report.table())
+
+
+def _train_options(command):
+    """An option for each TrainConfig field, made from its declaration (vidiff/train/config.py)."""
+    from .train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(fields(TrainConfig)):
+        meta, option, hint = field.metadata, option_name(field.name), hints[field.name]
+        numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+        if numbers == [bool]:
+            declaration = f"{option}/--no-{option[2:]}" if meta["negatable"] else option
+            decorator = click.option(declaration, default=field.default, is_flag=not meta["negatable"] or None,
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        else:
+            kind = click.Choice(meta["choices"]) if meta["choices"] else numbers[0] if numbers[0] is not str else None
+            decorator = click.option(option, type=kind, default=field.default, metavar=meta["metavar"],
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        command = decorator(command)
+    return command
+
+
+@cli.command()
+@click.argument("images", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@_train_options
+@click.option("--quiet", "-q", is_flag=True, help="No summary of the pictures or progress bar; errors and the result still print.")
+def train(images: str, out: str, quiet: bool, **settings) -> None:
+    """Train a LoRA on the pictures in IMAGES (captions from NAME.txt beside each, else --token) and write
+    it to OUT (.safetensors), for `vidiff stylize --lora OUT`. Re-run the same command to resume."""
+    from .train.config import TrainConfig
+    from .train.loop import train_lora
+
+    _setup_logging(quiet)
+    config = TrainConfig(**settings)
+    _no_library_progress_bars()
+    with _graceful_interrupts() as cancel:
+        result = train_lora(images, out, config, progress=not quiet, cancel=cancel)
+    click.echo(result.summary())
 
 
 def main() -> None:
