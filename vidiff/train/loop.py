@@ -122,7 +122,7 @@ class Trainer:
 
     def __init__(self, parts: ModelParts, config: TrainConfig):
         from diffusers import DDPMScheduler
-        from peft import LoraConfig
+        from peft import LoraConfig, inject_adapter_in_model
 
         self.parts, self.config = parts, config
         self.noise_scheduler = DDPMScheduler.from_config(parts.scheduler_config)
@@ -137,8 +137,9 @@ class Trainer:
             parts.unet.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
                                               target_modules=UNET_TARGETS))  # fmt: skip
             for encoder in modules[1:]:
-                encoder.add_adapter(LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
-                                               target_modules=TEXT_TARGETS))  # fmt: skip
+                # peft directly, as diffusers' LoRA loader does: transformers' add_adapter wants a newer peft
+                inject_adapter_in_model(LoraConfig(r=config.rank, lora_alpha=config.rank, init_lora_weights="gaussian",
+                                                   target_modules=TEXT_TARGETS), encoder)  # fmt: skip
         self.modules = modules
         self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
         for p in self.params:  # the frozen model may be half precision; the LoRA learns in fp32

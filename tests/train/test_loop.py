@@ -1,0 +1,166 @@
+"""Training on the tiny models: the loss falls, the files load in diffusers and in vidiff, a run
+stopped or killed resumes to the same weights, and a LoRA of a flat colour pulls stylised frames to it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from safetensors.torch import load_file
+
+from conftest import RED, write_flat
+from helpers import read_frames
+from vidiff.cli import cli
+from vidiff.errors import Interrupted
+from vidiff.io.writer import VideoWriter
+from vidiff.models.loading import load_parts
+from vidiff.models.tiny import tiny_parts
+from vidiff.train.config import TrainConfig
+from vidiff.train.data import DataSet, bucketed, scan_folder
+from vidiff.train.export import save_lora
+from vidiff.train.loop import Trainer, checkpoint_path, train_lora
+from vidiff.train.report import loss_plot_path, samples_folder
+
+TRAINED = Path(__file__).resolve().parents[2] / "benchmarks" / "tiny-trained"
+FAST = dict(model="tiny", token="<red>", resolution=64, checkpoint_every=0)
+
+
+def eval_loss(trainer: Trainer, data: DataSet) -> float:
+    """The loss on fixed batches, VAE samples, noise and timesteps: comparable before and after training."""
+    with torch.no_grad():
+        return float(np.mean([trainer.loss(data.batch(step), 1000 + step).item() for step in range(8)]))
+
+
+def test_the_loss_falls(red_pictures):
+    # the trained tiny model: the random one's loss stays near 1 whatever it sees
+    parts = load_parts(str(TRAINED), "cpu", "fp32")
+    config = TrainConfig(**{**FAST, "model": str(TRAINED)}, steps=40, lr=3e-3, rank=4).validate()
+    data = DataSet(bucketed(scan_folder(red_pictures, "<red>"), 64, 16), 1, 1, 0, True)
+    trainer = Trainer(parts, config)
+    before = eval_loss(trainer, data)
+    for step in range(config.steps):
+        trainer.step(data.batch(step), step)
+    after = eval_loss(trainer, data)
+    assert after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("kind", ["sd1", "sdxl"])
+def test_both_formats_load_in_diffusers_and_vidiff_as_trained(tmp_path, red_pictures, kind):
+    trained = tiny_parts(kind=kind)
+    model = "tiny" if kind == "sd1" else "tiny-sdxl"
+    train_lora(red_pictures, tmp_path / "style.safetensors", parts=trained, **{**FAST, "model": model}, steps=3,
+               lr=1e-2, rank=4, text_encoder=True)  # fmt: skip
+    save_lora(trained, tmp_path / "kohya.safetensors", "kohya")
+    assert all(key.startswith("lora_") for key in load_file(tmp_path / "kohya.safetensors"))
+
+    sample = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    tokens = trained.tokenizer("<red>", padding="max_length", max_length=77, return_tensors="pt").input_ids
+
+    def outputs(parts):
+        with torch.no_grad():
+            text = parts.text_encoder(tokens)[0]
+            hidden = torch.cat([text, text], -1) if kind == "sdxl" else text
+            extra = {"text_embeds": torch.ones(1, 32), "time_ids": torch.ones(1, 6) * 64} if kind == "sdxl" else None
+            return text, parts.unet(sample, 500, hidden, added_cond_kwargs=extra).sample
+
+    want_text, want_unet = outputs(trained)
+    base_text, base_unet = outputs(tiny_parts(kind=kind))
+    assert not torch.allclose(want_unet, base_unet, atol=1e-4) and not torch.allclose(want_text, base_text, atol=1e-4)
+    pipeline = StableDiffusionXLPipeline if kind == "sdxl" else StableDiffusionPipeline
+    for name in ("style", "kohya"):
+        file = tmp_path / f"{name}.safetensors"
+        fresh = tiny_parts(kind=kind)  # diffusers' own loader
+        pipe_parts = dict(vae=fresh.vae, text_encoder=fresh.text_encoder, tokenizer=fresh.tokenizer, unet=fresh.unet,
+                          scheduler=None)  # fmt: skip
+        if kind == "sdxl":
+            pipe = pipeline(text_encoder_2=fresh.text_encoder_2, tokenizer_2=fresh.tokenizer_2, **pipe_parts)
+        else:
+            pipe = pipeline(safety_checker=None, feature_extractor=None, requires_safety_checker=False, **pipe_parts)
+        pipe.load_lora_weights(str(file))
+        for parts in (fresh, load_parts(model, "cpu", "fp32", lora=(str(file),))):  # diffusers, then vidiff (fused)
+            text, unet = outputs(parts)
+            torch.testing.assert_close(text, want_text, atol=1e-5, rtol=1e-4, msg=f"{name} text encoder")
+            torch.testing.assert_close(unet, want_unet, atol=1e-5, rtol=1e-4, msg=f"{name} UNet")
+
+
+def test_a_stopped_or_killed_run_resumes_to_the_same_weights(tmp_path, red_pictures, monkeypatch):
+    settings = dict(**FAST, steps=7, lr=1e-2, rank=4, text_encoder=True, batch_size=2)
+    train_lora(red_pictures, tmp_path / "whole.safetensors", **settings)
+
+    # stopped (Ctrl-C, or a UI's stop button) after step 3: a checkpoint at 3, nothing at OUT
+    out = tmp_path / "parts.safetensors"
+    cancel = threading.Event()
+    step = Trainer.step
+
+    def stop_at_three(self, batch, index):
+        if index == 2:
+            cancel.set()
+        return step(self, batch, index)
+
+    monkeypatch.setattr(Trainer, "step", stop_at_three)
+    with pytest.raises(Interrupted, match="step 3 of 7"):
+        train_lora(red_pictures, out, **{**settings, "checkpoint_every": 2}, cancel=cancel)
+    assert checkpoint_path(out).exists() and not out.exists()
+
+    # killed during step 6 (nothing saved then): the checkpoint of step 4 stands
+    def killed_at_six(self, batch, index):
+        if index == 5:
+            raise KeyboardInterrupt
+        return step(self, batch, index)
+
+    monkeypatch.setattr(Trainer, "step", killed_at_six)
+    with pytest.raises(KeyboardInterrupt):
+        train_lora(red_pictures, out, **{**settings, "checkpoint_every": 2})
+    assert not out.exists()
+    monkeypatch.setattr(Trainer, "step", step)
+    result = train_lora(red_pictures, out, **{**settings, "checkpoint_every": 2})
+    assert result.resumed_at == 4 and len(result.losses) == 7
+    assert not checkpoint_path(out).exists()
+
+    whole, resumed = load_file(tmp_path / "whole.safetensors"), load_file(out)
+    assert whole.keys() == resumed.keys() and any("text_encoder" in key for key in whole)
+    for key in whole:
+        assert torch.equal(whole[key], resumed[key]), key
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, red_pictures, caplog):
+    out = tmp_path / "style.safetensors"
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Interrupted):
+        train_lora(red_pictures, out, **FAST, steps=3, cancel=cancel)
+    result = train_lora(red_pictures, out, **{**FAST, "rank": 2}, steps=3)
+    assert result.resumed_at == 0
+
+
+def test_train_then_stylize_pulls_frames_towards_the_colour(tmp_path, red_pictures):
+    """The issue's end-to-end: `vidiff train`, then `vidiff stylize --lora`. On the trained tiny model
+    (random weights would learn too slowly to show it) a LoRA of red pictures makes a grey clip redder."""
+    grey = tmp_path / "grey.mp4"
+    with VideoWriter(grey, (64, 64), 24, crf=0) as writer:
+        for _ in range(2):
+            writer.write(np.full((64, 64, 3), 128, np.uint8))
+    style = tmp_path / "red.safetensors"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(red_pictures), str(style), "--model", str(TRAINED), "--token", "<red>",
+                                 "--steps", "60", "--lr", "1e-2", "--rank", "4", "--resolution", "64",
+                                 "--sample-every", "30", "--sample-steps", "2", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"--lora {style}" in result.stdout
+    assert loss_plot_path(style).stat().st_size > 0
+    assert sorted(p.name for p in samples_folder(style).iterdir()) == ["step-000030.png", "step-000060.png"]
+
+    means = {}
+    for name, extra in (("plain", []), ("lora", ["--lora", str(style)])):
+        out = tmp_path / f"{name}.mp4"
+        result = runner.invoke(cli, ["stylize", str(grey), str(out), "--model", str(TRAINED), "--prompt", "a picture, <red>",
+                                     "--strength", "0.9", "--steps", "4", "--quiet", *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        means[name] = np.mean(read_frames(out), axis=(0, 1, 2))
+    distance = {name: np.linalg.norm(mean - np.array(RED)) for name, mean in means.items()}
+    assert distance["lora"] < distance["plain"] - 15, means
