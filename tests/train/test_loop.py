@@ -164,3 +164,14 @@ def test_train_then_stylize_pulls_frames_towards_the_colour(tmp_path, red_pictur
         means[name] = np.mean(read_frames(out), axis=(0, 1, 2))
     distance = {name: np.linalg.norm(mean - np.array(RED)) for name, mean in means.items()}
     assert distance["lora"] < distance["plain"] - 15, means
+
+
+def test_gradient_checkpointing_trains_the_same_weights(tmp_path, red_pictures):
+    """It recomputes activations instead of keeping them (on by default on a GPU): the gradients must not change."""
+    for name, checkpointing in (("kept", False), ("recomputed", True)):
+        train_lora(red_pictures, tmp_path / f"{name}.safetensors", **FAST, steps=2, lr=1e-2, rank=4, text_encoder=True,
+                   gradient_checkpointing=checkpointing)  # fmt: skip
+    kept, recomputed = load_file(tmp_path / "kept.safetensors"), load_file(tmp_path / "recomputed.safetensors")
+    for key in kept:
+        torch.testing.assert_close(recomputed[key], kept[key], atol=1e-6, rtol=1e-5, msg=key)
+    assert any(not torch.equal(value, torch.zeros_like(value)) for key, value in kept.items() if "lora_B" in key)
