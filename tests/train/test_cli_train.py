@@ -9,6 +9,8 @@ from click.testing import CliRunner
 
 from conftest import write_flat
 from vidiff.cli import cli
+from vidiff.settings.config import Config
+from vidiff.settings.presets import load_preset
 
 
 def run_train(tmp_path, pictures, *options):
@@ -86,11 +88,23 @@ def test_out_must_be_a_safetensors_file_and_is_not_replaced_unasked(tmp_path, re
     assert out.read_bytes() == b"an earlier style"
 
 
-def test_the_summary_and_the_result_are_printed(tmp_path, red_pictures):
-    out = tmp_path / "style.safetensors"
+def test_the_summary_the_result_and_a_preset_naming_the_lora(tmp_path, red_pictures):
+    out, preset = tmp_path / "style.safetensors", tmp_path / "my style.toml"
     result = CliRunner().invoke(cli, ["train", str(red_pictures), str(out), "--model", "tiny", "--resolution", "64",
-                                      "--steps", "2", "--token", "<red>", "--format", "kohya"])  # fmt: skip
+                                      "--steps", "2", "--token", '"red" <style>', "--format", "kohya",
+                                      "--preset", str(preset)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "pictures   4" in result.stderr and "buckets    " in result.stderr and "epoch      4 steps" in result.stderr
     assert f"wrote {out} (2 steps" in result.stdout
     assert out.exists()
+    settings = load_preset(str(preset)).settings
+    assert settings == {"model": "tiny", "lora": [str(out.resolve())], "prompt": '"red" <style>'}
+    assert Config(**settings).lora == (str(out.resolve()),)
+
+
+def test_a_preset_is_not_replaced_unasked(tmp_path, red_pictures):
+    preset = tmp_path / "mine.toml"
+    preset.write_text('description = "an earlier one"\n')
+    result, out = run_train(tmp_path, red_pictures, "--token", "<s>", "--preset", str(preset))
+    assert_one_line_error(result, out, "--overwrite")
+    assert preset.read_text() == 'description = "an earlier one"\n'

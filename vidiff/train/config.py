@@ -53,7 +53,10 @@ class TrainConfig:
     device: str = _setting("auto", "auto: cuda, then mps, then cpu.", choices=DEVICES, resume=False)
     dtype: str = _setting("auto", "Precision of the frozen model (the LoRA trains in fp32, under autocast on a GPU); "
                           "auto: fp16 on cuda, fp32 elsewhere.", choices=DTYPES)
-    overwrite: bool = _setting(False, "Replace OUT if it exists.", resume=False)
+    preset: str | None = _setting(None, "Also write a stylize preset naming the model, the LoRA and a prompt with the "
+                                  "token: NAME (in your presets folder) or FILE.toml.", metavar="NAME|FILE.toml",
+                                  resume=False)
+    overwrite: bool = _setting(False, "Replace OUT (and the --preset file) if it exists.", resume=False)
     restart: bool = _setting(False, "Discard the checkpoint of an earlier run and start again.", resume=False)
     allow_pickle: bool = _setting(False, "Allow a pickle (.ckpt) --model: loading it runs code from the file.",
                                   resume=False)

@@ -3,11 +3,13 @@ A1111 and ComfyUI read), written crash-safely."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
 
+from ..errors import VidiffError
 from ..io.atomic import write_atomic
 
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the UNet's attention projections, as diffusers' example
@@ -61,3 +63,40 @@ def _pipeline_class(parts):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     return StableDiffusionXLPipeline if parts.kind == "sdxl" else StableDiffusionPipeline
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Where --preset writes: a FILE.toml as given, a bare NAME into the user's presets folder."""
+    from ..settings.presets import user_preset_dir
+
+    if name_or_path.endswith(".toml") or "/" in name_or_path or os.sep in name_or_path:
+        return Path(name_or_path).expanduser()
+    return user_preset_dir() / f"{name_or_path}.toml"
+
+
+def check_preset_path(name_or_path: str, overwrite: bool) -> Path:
+    """Before training: the preset can be written afterwards, and won't replace one unasked."""
+    path = preset_path(name_or_path)
+    if path.suffix != ".toml" or not path.stem:
+        raise VidiffError(f"--preset {name_or_path}: give a NAME or a FILE.toml")
+    if path.exists() and not overwrite:
+        raise VidiffError(f"--preset {name_or_path}: {path} exists; give --overwrite to replace it, or another name")
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise VidiffError(f"--preset {name_or_path}: can't write in {path.parent}")
+    return path
+
+
+def write_preset(path: Path, description: str, settings: dict) -> None:
+    """A stylize preset (TOML; strings as JSON strings, whose escapes TOML shares), checked as presets are read."""
+    from ..settings.presets import parse_preset
+
+    lines = [f"description = {json.dumps(description, ensure_ascii=False)}"]
+    for key, value in settings.items():
+        items = value if isinstance(value, list) else [value]
+        text = ", ".join(json.dumps(item, ensure_ascii=False) for item in items)
+        lines.append(f"{key} = [{text}]" if isinstance(value, list) else f"{key} = {text}")
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    parse_preset(data, path.stem, str(path))  # a preset vidiff can't read back is never written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, lambda file: file.write(data))

@@ -23,7 +23,7 @@ from ..io.atomic import write_atomic
 from ..models.parts import KIND_NAMES, ModelParts
 from .config import TrainConfig
 from .data import Batch, DataSet, bucketed, scan_folder
-from .export import TEXT_TARGETS, UNET_TARGETS, lora_layers, save_lora
+from .export import TEXT_TARGETS, UNET_TARGETS, check_preset_path, lora_layers, save_lora, write_preset
 from .report import draw_sample, loss_plot_path, samples_folder, write_loss_plot, write_sample
 
 log = logging.getLogger("vidiff")
@@ -40,6 +40,7 @@ class TrainResult:
     loss_plot: Path
     samples: list[Path] = field(default_factory=list)
     token: str | None = None
+    preset: Path | None = None
 
     def summary(self) -> str:
         done = self.steps - self.resumed_at
@@ -52,6 +53,8 @@ class TrainResult:
             f"loss chart {self.loss_plot}",
             f"use it:    vidiff stylize IN OUT --lora {self.out} --prompt \"..., {self.token or 'your caption words'}\"",
         ]
+        if self.preset is not None:
+            lines.append(f"preset     {self.preset}: vidiff stylize IN OUT --preset {self.preset}")
         return "\n".join(lines)
 
 
@@ -67,6 +70,7 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     config = (config or TrainConfig()).replace(**settings).validate()
     out = Path(out)
     _check_out(out, config.overwrite)
+    preset = check_preset_path(config.preset, config.overwrite) if config.preset else None
     pictures = scan_folder(images, config.token)  # before the model loads: a bad folder fails at once
     if parts is None:
         from ..models.loading import load_parts
@@ -109,8 +113,12 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     seconds = time.monotonic() - began
     save_lora(parts, out, config.format)
     write_loss_plot(losses, loss_plot_path(out))
+    if preset is not None:
+        prompt = config.sample_prompt or config.token or pictures[0].caption
+        write_preset(preset, f"Trained by vidiff train on {len(pictures)} pictures of {Path(images).resolve().name}, "
+                     f"{config.steps} steps", {"model": config.model, "lora": [str(out.resolve())], "prompt": prompt})  # fmt: skip
     checkpoint.unlink(missing_ok=True)
-    return TrainResult(out, config.steps, start, seconds, losses, loss_plot_path(out), samples, config.token)
+    return TrainResult(out, config.steps, start, seconds, losses, loss_plot_path(out), samples, config.token, preset)
 
 
 def checkpoint_path(out: Path) -> Path:
