@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import write_flat
+from helpers import write_flat_pictures
 from vidiff.cli import cli
 from vidiff.settings.config import Config
 from vidiff.settings.presets import load_preset
@@ -43,7 +43,7 @@ def test_an_unreadable_picture(tmp_path, red_pictures):
 
 
 def test_a_picture_smaller_than_the_resolution(tmp_path):
-    pictures = write_flat(tmp_path / "small", [(64, 64), (48, 64)])
+    pictures = write_flat_pictures(tmp_path / "small", [(64, 64), (48, 64)])
     result, out = run_train(tmp_path, pictures, "--token", "<s>")
     assert_one_line_error(result, out, "p1.png is 48x64, smaller than --resolution 64")
 
@@ -86,6 +86,11 @@ def test_out_must_be_a_safetensors_file_and_is_not_replaced_unasked(tmp_path, re
     result, _ = run_train(tmp_path, red_pictures, "--token", "<s>")
     assert result.exit_code == 2 and "--overwrite" in result.stderr
     assert out.read_bytes() == b"an earlier style"
+
+
+def test_out_among_the_pictures_is_refused(tmp_path, red_pictures):
+    result = CliRunner().invoke(cli, ["train", str(red_pictures), str(red_pictures / "style.safetensors"), "--token", "<s>"])
+    assert_one_line_error(result, red_pictures / "style.safetensors", "is in IMAGES")
 
 
 def test_the_summary_the_result_and_a_preset_naming_the_lora(tmp_path, red_pictures):

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import load_file
 
-from conftest import RED, write_flat
 from helpers import read_frames
 from vidiff.cli import cli
 from vidiff.errors import Interrupted
@@ -27,6 +26,7 @@ from vidiff.train.loop import Trainer, checkpoint_path, train_lora
 from vidiff.train.report import loss_plot_path, samples_folder
 
 TRAINED = Path(__file__).resolve().parents[2] / "benchmarks" / "tiny-trained"
+RED = (220, 60, 40)  # the colour of the red_pictures fixture (RGB)
 FAST = dict(model="tiny", token="<red>", resolution=64, checkpoint_every=0)
 
 
@@ -56,7 +56,12 @@ def test_both_formats_load_in_diffusers_and_vidiff_as_trained(tmp_path, red_pict
     train_lora(red_pictures, tmp_path / "style.safetensors", parts=trained, **{**FAST, "model": model}, steps=3,
                lr=1e-2, rank=4, text_encoder=True)  # fmt: skip
     save_lora(trained, tmp_path / "kohya.safetensors", "kohya")
-    assert all(key.startswith("lora_") for key in load_file(tmp_path / "kohya.safetensors"))
+    # Kohya's names for the text encoders: lora_te for SD 1.x/2.x's one, lora_te1 and lora_te2 for SDXL's two
+    prefixes = {key.split("_text_model_")[0] for key in load_file(tmp_path / "kohya.safetensors") if "_te" in key}
+    assert prefixes == ({"lora_te1", "lora_te2"} if kind == "sdxl" else {"lora_te"})
+    assert all(key.startswith(("lora_unet_", "lora_te")) for key in load_file(tmp_path / "kohya.safetensors"))
+    assert all(key.startswith(("unet.", "text_encoder.text_model.", "text_encoder_2.text_model."))
+               for key in load_file(tmp_path / "style.safetensors"))  # fmt: skip
 
     sample = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
     tokens = trained.tokenizer("<red>", padding="max_length", max_length=77, return_tensors="pt").input_ids
@@ -175,3 +180,48 @@ def test_gradient_checkpointing_trains_the_same_weights(tmp_path, red_pictures):
     for key in kept:
         torch.testing.assert_close(recomputed[key], kept[key], atol=1e-6, rtol=1e-5, msg=key)
     assert any(not torch.equal(value, torch.zeros_like(value)) for key, value in kept.items() if "lora_B" in key)
+
+
+def test_a_v_prediction_model_trains_against_the_velocity(tmp_path, red_pictures):
+    """SD 2.x's 768 models predict v: the target comes from the model's scheduler config."""
+    epsilon, velocity = tiny_parts(), tiny_parts()
+    velocity.scheduler_config = {**velocity.scheduler_config, "prediction_type": "v_prediction"}
+    data = DataSet(bucketed(scan_folder(red_pictures, "<red>"), 64, 16), 1, 1, 0, True)
+    config = TrainConfig(**FAST, steps=1).validate()
+    with torch.no_grad():
+        losses = [Trainer(parts, config).loss(data.batch(0), 5).item() for parts in (epsilon, velocity)]
+    # the same prediction, noise and timestep: only the target differs (v = α·ε − σ·x0)
+    assert losses[0] != losses[1]
+    fresh = tiny_parts()
+    fresh.scheduler_config = velocity.scheduler_config
+    result = train_lora(red_pictures, tmp_path / "v.safetensors", parts=fresh, **FAST, steps=2)
+    assert all(np.isfinite(result.losses))
+
+
+def test_a_killed_process_resumes_to_the_same_weights(tmp_path, red_pictures):
+    """kill -9 while training: the same command resumes from the last checkpoint, to the same weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = dict(**FAST, steps=20, lr=1e-2, rank=4)
+    train_lora(red_pictures, tmp_path / "whole.safetensors", **settings)
+    out = tmp_path / "killed.safetensors"
+    command = [sys.executable, "-m", "vidiff", "train", str(red_pictures), str(out), "--model", "tiny", "--token",
+               "<red>", "--resolution", "64", "--steps", "20", "--lr", "1e-2", "--rank", "4", "--checkpoint-every", "1"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not checkpoint_path(out).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint_path(out).exists() and not out.exists()
+    resumed = CliRunner().invoke(cli, command[3:])  # the same command, in this process: one start-up less
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming at step" in resumed.stderr
+    whole, again = load_file(tmp_path / "whole.safetensors"), load_file(out)
+    for key in whole:
+        assert torch.equal(whole[key], again[key]), key

@@ -34,8 +34,16 @@ def diffusers_state_dict(parts, layers: dict[str, dict[str, torch.Tensor]]) -> d
                 "text_encoder_2_lora_layers": "text_encoder_2"}  # fmt: skip
     tensors = {}
     for name, state in layers.items():
+        if name != "unet_lora_layers":
+            state = {_canonical_clip_name(key): value for key, value in state.items()}
         tensors.update(pipeline.pack_weights(state, prefixes[name]))
     return {key: value.detach().to("cpu", torch.float32).contiguous() for key, value in tensors.items()}
+
+
+def _canonical_clip_name(key: str) -> str:
+    """transformers 5's CLIPTextModel has no `text_model.` level (its CLIPTextModelWithProjection keeps it);
+    every LoRA file, A1111 and ComfyUI name CLIP's layers with it, and diffusers reads both."""
+    return key if key.startswith("text_model.") else "text_model." + key
 
 
 def kohya_state_dict(parts, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -70,6 +70,8 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     config = (config or TrainConfig()).replace(**settings).validate()
     out = Path(out)
     _check_out(out, config.overwrite)
+    if Path(images).is_dir() and out.resolve().parent == Path(images).resolve():
+        raise VidiffError(f"OUT {out} is in IMAGES {images}: its loss chart would join the training pictures; write it elsewhere")
     preset = check_preset_path(config.preset, config.overwrite) if config.preset else None
     pictures = scan_folder(images, config.token)  # before the model loads: a bad folder fails at once
     if parts is None:
