@@ -225,3 +225,11 @@ def test_a_killed_process_resumes_to_the_same_weights(tmp_path, red_pictures):
     whole, again = load_file(tmp_path / "whole.safetensors"), load_file(out)
     for key in whole:
         assert torch.equal(whole[key], again[key]), key
+
+
+def test_a_damaged_checkpoint_is_not_resumed(tmp_path, red_pictures, caplog):
+    out = tmp_path / "style.safetensors"
+    checkpoint_path(out).write_bytes(b"not a checkpoint")
+    result = train_lora(red_pictures, out, **FAST, steps=2)
+    assert result.resumed_at == 0 and out.exists() and not checkpoint_path(out).exists()
+    assert "could not be read" in caplog.text

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..errors import Interrupted, VidiffError
 from ..io.atomic import write_atomic
-from ..models.parts import KIND_NAMES, ModelParts
+from ..models.parts import KIND_NAMES, ModelParts, _first_line
 from .config import TrainConfig
 from .data import Batch, DataSet, bucketed, scan_folder
 from .export import TEXT_TARGETS, UNET_TARGETS, check_preset_path, lora_layers, save_lora, write_preset
@@ -67,13 +67,16 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     layers are added to them, so don't share them with a run. Setting `cancel` stops after the step in
     progress, saves a checkpoint and raises Interrupted; the same call resumes from it.
     """
+    # 1. Check the settings, OUT and the pictures: everything the user can get wrong fails before the model loads
     config = (config or TrainConfig()).replace(**settings).validate()
     out = Path(out)
     _check_out(out, config.overwrite)
     if Path(images).is_dir() and out.resolve().parent == Path(images).resolve():
         raise VidiffError(f"OUT {out} is in IMAGES {images}: its loss chart would join the training pictures; write it elsewhere")
     preset = check_preset_path(config.preset, config.overwrite) if config.preset else None
-    pictures = scan_folder(images, config.token)  # before the model loads: a bad folder fails at once
+    pictures = scan_folder(images, config.token)
+
+    # 2. The model, and the pictures in the buckets its UNet's size grid allows
     if parts is None:
         from ..models.loading import load_parts
 
@@ -83,20 +86,16 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     resolution = config.resolution or parts.unet.config.sample_size * _vae_factor(parts)
     data = DataSet(bucketed(pictures, resolution, grid), config.batch_size, config.repeats, config.seed, config.flip)
     log.info("training on\n%s", data.summary(resolution))
+
+    # 3. The LoRA layers and their optimizer, from the last checkpoint if one of this run is there
     trainer = Trainer(parts, config)
     checkpoint = checkpoint_path(out)
     fingerprint = {**config.fingerprint(), "resolution": resolution, "images": _fingerprint_pictures(pictures)}
-    start, losses = 0, []
-    if checkpoint.exists() and config.restart:
-        checkpoint.unlink()
-    elif checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved.get("version") == CHECKPOINT_VERSION and saved["fingerprint"] == fingerprint:
-            trainer.load_state(saved)
-            start, losses = saved["step"], list(saved["losses"])
-            log.info("resuming at step %d of %d", start, config.steps)
-        else:
-            log.warning("the checkpoint %s was made with other settings or pictures: starting again", checkpoint)
+    start, losses = _resume(trainer, checkpoint, fingerprint, config.restart)
+    if start:
+        log.info("resuming at step %d of %d", start, config.steps)
+
+    # 4. The steps, with samples and checkpoints
     began, samples = time.monotonic(), []
     bar = tqdm(total=config.steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     with bar:
@@ -106,21 +105,45 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
             bar.update()
             done = step + 1
             if config.sample_every and done % config.sample_every == 0:
-                samples.append(trainer.sample(config.sample_prompt or pictures[0].caption, resolution, samples_folder(out), done))
+                prompt = config.sample_prompt or pictures[0].caption
+                samples.append(trainer.sample(prompt, resolution, samples_folder(out), done))
             stop = cancel is not None and cancel.is_set()
             if done < config.steps and (stop or config.checkpoint_every and done % config.checkpoint_every == 0):
                 _write_checkpoint(checkpoint, trainer.state(done, losses, fingerprint))
             if stop and done < config.steps:
                 raise Interrupted(f"stopped at step {done} of {config.steps}; the checkpoint is saved: run the same command to resume")
     seconds = time.monotonic() - began
+
+    # 5. The LoRA file, the loss chart and the preset; then the checkpoint goes
     save_lora(parts, out, config.format)
     write_loss_plot(losses, loss_plot_path(out))
     if preset is not None:
+        model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
         prompt = config.sample_prompt or config.token or pictures[0].caption
         write_preset(preset, f"Trained by vidiff train on {len(pictures)} pictures of {Path(images).resolve().name}, "
-                     f"{config.steps} steps", {"model": config.model, "lora": [str(out.resolve())], "prompt": prompt})  # fmt: skip
+                     f"{config.steps} steps", {"model": model, "lora": [str(out.resolve())], "prompt": prompt})  # fmt: skip
     checkpoint.unlink(missing_ok=True)
     return TrainResult(out, config.steps, start, seconds, losses, loss_plot_path(out), samples, config.token, preset)
+
+
+def _resume(trainer: "Trainer", checkpoint: Path, fingerprint: dict, restart: bool) -> tuple[int, list[float]]:
+    """The step to start at and the losses so far: from the checkpoint if it was made by this run's settings
+    and pictures (its LoRA and optimizer state loaded into `trainer`), else from nothing."""
+    if not checkpoint.exists():
+        return 0, []
+    if restart:
+        checkpoint.unlink()
+        return 0, []
+    try:
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # written atomically, so only a foreign or damaged file gets here
+        log.warning("the checkpoint %s could not be read (%s): starting again", checkpoint, _first_line(err))
+        return 0, []
+    if saved.get("version") != CHECKPOINT_VERSION or saved.get("fingerprint") != fingerprint:
+        log.warning("the checkpoint %s was made with other settings or pictures: starting again", checkpoint)
+        return 0, []
+    trainer.load_state(saved)
+    return saved["step"], list(saved["losses"])
 
 
 def checkpoint_path(out: Path) -> Path:
