@@ -318,10 +318,11 @@ def _train_options(command):
     for field in reversed(fields(TrainConfig)):
         meta, option, hint = field.metadata, option_name(field.name), hints[field.name]
         numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
-        if numbers == [bool]:
-            declaration = f"{option}/--no-{option[2:]}" if meta["negatable"] else option
-            decorator = click.option(declaration, default=field.default, is_flag=not meta["negatable"] or None,
+        if numbers == [bool] and meta["negatable"]:  # --x/--no-x; unset (None) lets the run choose
+            decorator = click.option(f"{option}/--no-{option[2:]}", default=field.default,
                                      show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        elif numbers == [bool]:
+            decorator = click.option(option, is_flag=True, default=field.default, help=meta["help"])
         else:
             kind = click.Choice(meta["choices"]) if meta["choices"] else numbers[0] if numbers[0] is not str else None
             decorator = click.option(option, type=kind, default=field.default, metavar=meta["metavar"],
@@ -342,7 +343,7 @@ def train(images: str, out: str, quiet: bool, **settings) -> None:
     from .train.loop import train_lora
 
     _setup_logging(quiet)
-    config = TrainConfig(**settings)
+    config = TrainConfig(**settings).validate()  # a bad value fails before torch and diffusers are imported
     _no_library_progress_bars()
     with _graceful_interrupts() as cancel:
         result = train_lora(images, out, config, progress=not quiet, cancel=cancel)
