@@ -233,3 +233,16 @@ def test_a_damaged_checkpoint_is_not_resumed(tmp_path, red_pictures, caplog):
     result = train_lora(red_pictures, out, **FAST, steps=2)
     assert result.resumed_at == 0 and out.exists() and not checkpoint_path(out).exists()
     assert "could not be read" in caplog.text
+
+
+def test_the_loss_chart_draws_the_losses():
+    from vidiff.train.report import PLOT_SIZE, draw_loss_plot, smoothed
+
+    falling = draw_loss_plot([1.0 / (1 + step) for step in range(50)])
+    assert falling.shape == (PLOT_SIZE[1], PLOT_SIZE[0], 3)
+    blue = (falling[..., 0] > 150) & (falling[..., 2] < 60)  # the moving average's pixels
+    rows = np.nonzero(blue)[0]
+    columns = np.nonzero(blue)[1]
+    # a falling loss: the line's left end is higher on the picture than its right end
+    assert rows[columns < columns.min() + 20].mean() < rows[columns > columns.max() - 20].mean()
+    assert smoothed([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])  # debiased: no pull towards 0

@@ -11,10 +11,10 @@ import torch
 
 from ..errors import VidiffError
 from ..io.atomic import write_atomic
-from ..score import _frame_ticks, _polyline, _value_axis
+from ..score import CHART_MARGINS, _polyline, _value_axis, chart_axes
 
 PLOT_SIZE = (800, 360)
-_INK, _GRID, _RAW, _SMOOTH = (40, 40, 40), (225, 225, 225), (200, 200, 200), (180, 90, 20)  # BGR
+_INK, _RAW, _SMOOTH = (40, 40, 40), (200, 200, 200), (180, 90, 20)  # BGR
 
 
 def loss_plot_path(out: Path) -> Path:
@@ -35,37 +35,15 @@ def smoothed(losses: list[float], weight: float = 0.9) -> list[float]:
 
 
 def draw_loss_plot(losses: list[float]) -> np.ndarray:
-    """The loss per step (grey) and its moving average (blue), as a BGR image."""
+    """The loss per step (grey) and its moving average (blue), as a BGR image, drawn as `vidiff score` draws its chart."""
     width, height = PLOT_SIZE
-    left, right, top, bottom = 64, 20, 34, 44
     image = np.full((height, width, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
     y_max, divisions = _value_axis(max(losses, default=0.0))
-    x_max = max(len(losses), 2)
-
-    def at(step: float, value: float) -> tuple[int, int]:
-        x = left + step / x_max * (width - left - right)
-        y = height - bottom - min(value, y_max) / y_max * (height - top - bottom)
-        return int(round(x)), int(round(y))
-
-    for value in np.linspace(0, y_max, divisions + 1):
-        cv2.line(image, at(0, value), at(x_max, value), _GRID, 1)
-        label = f"{value:.3g}"
-        (text_w, text_h), _ = cv2.getTextSize(label, font, 0.4, 1)
-        x, y = at(0, value)
-        cv2.putText(image, label, (x - text_w - 6, y + text_h // 2), font, 0.4, _INK, 1, cv2.LINE_AA)
-    for step in _frame_ticks(x_max):
-        x, y = at(step, 0)
-        cv2.line(image, (x, y), (x, y + 4), _INK, 1)
-        (text_w, text_h), _ = cv2.getTextSize(str(step), font, 0.4, 1)
-        cv2.putText(image, str(step), (x - text_w // 2, y + 8 + text_h), font, 0.4, _INK, 1, cv2.LINE_AA)
-    cv2.line(image, at(0, 0), at(x_max, 0), _INK, 1)
-    cv2.line(image, at(0, 0), at(0, y_max), _INK, 1)
-    cv2.putText(image, "step", (width - right - 32, height - 6), font, 0.4, _INK, 1, cv2.LINE_AA)
+    at = chart_axes(image, max(len(losses), 2), y_max, divisions, "step")
     _polyline(image, [at(i + 1, v) for i, v in enumerate(losses)], _RAW)
     _polyline(image, [at(i + 1, v) for i, v in enumerate(smoothed(losses))], _SMOOTH)
     title = "training loss per step (grey) and its moving average (blue)"
-    cv2.putText(image, title, (left, 20), font, 0.45, _INK, 1, cv2.LINE_AA)
+    cv2.putText(image, title, (CHART_MARGINS[0], 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, _INK, 1, cv2.LINE_AA)
     return image
 
 
