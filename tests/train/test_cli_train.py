@@ -113,3 +113,14 @@ def test_a_preset_is_not_replaced_unasked(tmp_path, red_pictures):
     result, out = run_train(tmp_path, red_pictures, "--token", "<s>", "--preset", str(preset))
     assert_one_line_error(result, out, "--overwrite")
     assert preset.read_text() == 'description = "an earlier one"\n'
+
+
+def test_out_of_memory_is_one_line_that_says_what_lowers_it(tmp_path, red_pictures, monkeypatch):
+    from vidiff.train.loop import Trainer
+
+    def out_of_memory(self, batch, step):
+        raise RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)")
+
+    monkeypatch.setattr(Trainer, "step", out_of_memory)
+    result, out = run_train(tmp_path, red_pictures, "--token", "<s>")
+    assert_one_line_error(result, out, "out of memory at step 1: lower --batch-size or --resolution")

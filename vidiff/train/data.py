@@ -153,9 +153,10 @@ class DataSet:
             picture = self.pictures[index]
             if index not in self._decoded:
                 self._decoded[index] = _read(picture.path)
-            image, crop = random_crop(self._decoded[index], picture.bucket, rng)
-            if self.flip and rng.random() < 0.5:
+            image = self._decoded[index]
+            if self.flip and rng.random() < 0.5:  # before the crop, so that SDXL's crop numbers describe what it sees
                 image = image[:, ::-1]
+            image, crop = random_crop(image, picture.bucket, rng)
             pixels.append(image.astype(np.float32) / 127.5 - 1.0)
             captions.append(picture.caption)
             sizes.append((picture.size[1], picture.size[0]))

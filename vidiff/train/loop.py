@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..errors import Interrupted, VidiffError
 from ..io.atomic import write_atomic
+from ..models.device import is_out_of_memory
 from ..models.parts import KIND_NAMES, ModelParts, _first_line
 from .config import TrainConfig
 from .data import Batch, DataSet, bucketed, scan_folder
@@ -100,7 +101,15 @@ def train_lora(images: str | os.PathLike, out: str | os.PathLike, config: TrainC
     bar = tqdm(total=config.steps, initial=start, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     with bar:
         for step in range(start, config.steps):
-            losses.append(trainer.step(data.batch(step), step))
+            try:
+                losses.append(trainer.step(data.batch(step), step))
+            except RuntimeError as err:
+                if not is_out_of_memory(err):
+                    raise
+                raise VidiffError(
+                    f"out of memory at step {step + 1}: lower --batch-size or --resolution, or give "
+                    "--gradient-checkpointing; the same command resumes from the last checkpoint"
+                ) from None
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             bar.update()
             done = step + 1
