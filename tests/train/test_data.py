@@ -7,7 +7,7 @@ import pytest
 
 from helpers import write_images
 from vidiff.errors import VidiffError
-from vidiff.train.data import DataSet, bucket_sizes, bucketed, nearest_bucket, random_crop, scan_folder
+from vidiff.train.data import DataSet, bucket_sizes, bucketed, cover, nearest_bucket, random_crop, scan_folder
 
 
 def test_buckets_hold_about_the_resolution_squared_and_stay_on_the_grid():
@@ -45,8 +45,11 @@ def test_a_picture_without_caption_or_token_is_an_error(tmp_path):
 def test_crops_fill_the_bucket_and_keep_the_picture(tmp_path):
     rng = np.random.default_rng(0)
     picture = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
-    crop, (top, left) = random_crop(picture, (96, 64), rng)
+    covering = cover(picture, (96, 64))
+    assert covering.shape == (64, 114, 3)
+    crop, (top, left) = random_crop(covering, (96, 64), rng)
     assert crop.shape == (64, 96, 3)
+    assert np.array_equal(crop, covering[top : top + 64, left : left + 96])
     # scaled to cover 96x64 keeping its aspect ratio: 114x64, so the crop is horizontal only
     assert top == 0 and 0 <= left <= 114 - 96
 

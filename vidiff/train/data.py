@@ -15,7 +15,7 @@ from ..errors import VidiffError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 CAPTION_SUFFIX = ".txt"
-MAX_ASPECT = 2.5  # buckets up to about 1:2 and 2:1 on the grid; a longer picture is cropped to the nearest
+MAX_ASPECT = 2.5  # the longest bucket's sides; a longer picture is cropped to the nearest bucket
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,9 @@ class DataSet:
             self.by_bucket.setdefault(picture.bucket, []).append(index)
         self.steps_per_epoch = sum(math.ceil(len(v) * repeats / batch_size) for v in self.by_bucket.values())
         self._epoch: tuple[int, list[list[int]]] | None = None
-        self._decoded: dict[int, np.ndarray] = {}  # a style set is tens of pictures: decode each once
+        # each picture decoded once and kept at the size that covers its bucket (a 12-megapixel photo
+        # becomes about resolution² pixels): tens of pictures fit in memory, and no step decodes again
+        self._covering: dict[int, np.ndarray] = {}
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         if self._epoch is None or self._epoch[0] != epoch:
@@ -151,9 +153,9 @@ class DataSet:
         pixels, captions, sizes, crops = [], [], [], []
         for index in indices:
             picture = self.pictures[index]
-            if index not in self._decoded:
-                self._decoded[index] = _read(picture.path)
-            image = self._decoded[index]
+            if index not in self._covering:
+                self._covering[index] = cover(_read(picture.path), picture.bucket)
+            image = self._covering[index]
             if self.flip and rng.random() < 0.5:  # before the crop, so that SDXL's crop numbers describe what it sees
                 image = image[:, ::-1]
             image, crop = random_crop(image, picture.bucket, rng)
@@ -182,15 +184,20 @@ class DataSet:
         return "\n".join(lines)
 
 
-def random_crop(image: np.ndarray, bucket: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
-    """Scale the picture to cover the bucket (keeping its aspect ratio), then crop the bucket from a random place.
-    Returns the crop and its (top, left)."""
+def cover(image: np.ndarray, bucket: tuple[int, int]) -> np.ndarray:
+    """The picture scaled, keeping its aspect ratio, to the smallest size that covers the bucket."""
     width, height = bucket
     scale = max(width / image.shape[1], height / image.shape[0])
     size = (max(width, round(image.shape[1] * scale)), max(height, round(image.shape[0] * scale)))
+    if size == image.shape[1::-1]:
+        return image
     # area averaging when shrinking (no aliasing), cubic when a picture must grow a little to fill its bucket
-    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(image, size, interpolation=interpolation) if size != image.shape[1::-1] else image
-    top = int(rng.integers(0, resized.shape[0] - height + 1))
-    left = int(rng.integers(0, resized.shape[1] - width + 1))
-    return resized[top : top + height, left : left + width], (top, left)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def random_crop(image: np.ndarray, bucket: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int]]:
+    """The bucket's size cut from a random place of a picture that covers it; and the cut's (top, left)."""
+    width, height = bucket
+    top = int(rng.integers(0, image.shape[0] - height + 1))
+    left = int(rng.integers(0, image.shape[1] - width + 1))
+    return image[top : top + height, left : left + width], (top, left)
