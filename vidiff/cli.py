@@ -210,8 +210,9 @@ def _no_library_progress_bars() -> None:
 
 
 @contextmanager
-def _graceful_interrupts():
-    """The first Ctrl-C lets the frames in progress finish (then the run stops, resumable); a second stops at once."""
+def _graceful_interrupts(unit: str = "frame"):
+    """The first Ctrl-C lets the frames (or training step) in progress finish (then the run stops, resumable);
+    a second stops at once."""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield cancel
@@ -221,7 +222,7 @@ def _graceful_interrupts():
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        logging.getLogger("vidiff").warning("stopping after this frame (Ctrl-C again to stop at once)")
+        logging.getLogger("vidiff").warning(f"stopping after this {unit} (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -345,7 +346,7 @@ def train(images: str, out: str, quiet: bool, **settings) -> None:
     _setup_logging(quiet)
     config = TrainConfig(**settings).validate()  # a bad value fails before torch and diffusers are imported
     _no_library_progress_bars()
-    with _graceful_interrupts() as cancel:
+    with _graceful_interrupts("step") as cancel:
         result = train_lora(images, out, config, progress=not quiet, cancel=cancel)
     click.echo(result.summary())
 

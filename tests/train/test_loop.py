@@ -198,27 +198,40 @@ def test_a_v_prediction_model_trains_against_the_velocity(tmp_path, red_pictures
     assert all(np.isfinite(result.losses))
 
 
-def test_a_killed_process_resumes_to_the_same_weights(tmp_path, red_pictures):
-    """kill -9 while training: the same command resumes from the last checkpoint, to the same weights."""
+def test_ctrl_c_then_kill_9_then_the_same_command_gives_the_same_weights(tmp_path, red_pictures):
+    """The command stopped by Ctrl-C (exit 130, a checkpoint), then resumed and killed with kill -9,
+    then run once more, writes the file an uninterrupted run writes."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    settings = dict(**FAST, steps=20, lr=1e-2, rank=4)
-    train_lora(red_pictures, tmp_path / "whole.safetensors", **settings)
-    out = tmp_path / "killed.safetensors"
+    train_lora(red_pictures, tmp_path / "whole.safetensors", **FAST, steps=20, lr=1e-2, rank=4)
+    out = tmp_path / "stopped.safetensors"
     command = [sys.executable, "-m", "vidiff", "train", str(red_pictures), str(out), "--model", "tiny", "--token",
-               "<red>", "--resolution", "64", "--steps", "20", "--lr", "1e-2", "--rank", "4", "--checkpoint-every", "1"]  # fmt: skip
+               "<red>", "--resolution", "64", "--steps", "20", "--lr", "1e-2", "--rank", "4", "--checkpoint-every", "1"]
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not checkpoint_path(out).exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+
+    def start_and_wait_for_a_new_checkpoint() -> subprocess.Popen:
+        before = checkpoint_path(out).stat().st_mtime_ns if checkpoint_path(out).exists() else None
+        process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if checkpoint_path(out).exists() and checkpoint_path(out).stat().st_mtime_ns != before:
+                break
+            time.sleep(0.01)
+        return process
+
+    process = start_and_wait_for_a_new_checkpoint()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "the checkpoint is saved: run the same command to resume" in stderr, stderr
+    process = start_and_wait_for_a_new_checkpoint()
     process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.communicate()
     assert checkpoint_path(out).exists() and not out.exists()
+
     resumed = CliRunner().invoke(cli, command[3:])  # the same command, in this process: one start-up less
     assert resumed.exit_code == 0, resumed.output
     assert "resuming at step" in resumed.stderr
