@@ -56,11 +56,11 @@ def kohya_state_dict(parts, tensors: dict[str, torch.Tensor]) -> dict[str, torch
     return {key: value.contiguous() for key, value in converted.items()}
 
 
-def save_lora(parts, path: str | os.PathLike, file_format: str, layers=None) -> None:
+def save_lora(parts, path: str | os.PathLike, file_format: str) -> None:
     """Write the LoRA trained onto `parts` to `path` in `file_format` ("diffusers" or "kohya"), atomically."""
     from safetensors.torch import save
 
-    tensors = diffusers_state_dict(parts, layers or lora_layers(parts))
+    tensors = diffusers_state_dict(parts, lora_layers(parts))
     if file_format == "kohya":
         tensors = kohya_state_dict(parts, tensors)
     data = save(tensors, metadata={"format": "pt"})

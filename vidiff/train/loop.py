@@ -33,6 +33,8 @@ CHECKPOINT_VERSION = 1
 
 @dataclass
 class TrainResult:
+    """What a training run wrote, and how it went; summary() is what the command line prints."""
+
     out: Path
     steps: int
     resumed_at: int
