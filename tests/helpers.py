@@ -253,3 +253,13 @@ def stream_codecs(path: Path) -> tuple[str | None, str | None]:
     video = re.search(r"Stream #\d+:\d+.*?: Video: (\w+)", said)
     audio = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", said)
     return (video and video.group(1)), (audio and audio.group(1))
+
+
+def write_flat_pictures(folder: Path, sizes, colour=(220, 60, 40)) -> Path:
+    """Pictures of one flat RGB colour, one per (width, height), named p0.png, p1.png, ... (training sets)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (width, height) in enumerate(sizes):
+        picture = np.empty((height, width, 3), np.uint8)
+        picture[:] = colour
+        assert cv2.imwrite(str(folder / f"p{index}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return folder

@@ -21,6 +21,8 @@ _API = {
     "Progress": "run",
     "try_looks": "tryout",
     "TryResult": "tryout",
+    "TrainConfig": "train.config",
+    "train_lora": "train.loop",
 }
 __all__ = [*_API, "__version__"]
 

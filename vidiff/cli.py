@@ -172,6 +172,7 @@ def cli() -> None:
       vidiff try in.mp4 grid.png --preset wooden-carving --vary strength=0.3,0.5
                                 a grid of looks of one moment, before the long render
       vidiff demo               an offline smoke run on a synthetic clip
+      vidiff train pictures/ style.safetensors --token "<my-style>"   a style of your own
     """
 
 
@@ -214,8 +215,9 @@ def _no_library_progress_bars() -> None:
 
 
 @contextmanager
-def _graceful_interrupts():
-    """The first Ctrl-C lets the frames in progress finish (then the run stops, resumable); a second stops at once."""
+def _graceful_interrupts(unit: str = "frame"):
+    """The first Ctrl-C lets the frames (or training step) in progress finish (then the run stops, resumable);
+    a second stops at once."""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield cancel
@@ -225,7 +227,7 @@ def _graceful_interrupts():
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        logging.getLogger("vidiff").warning("stopping after this frame (Ctrl-C again to stop at once)")
+        logging.getLogger("vidiff").warning(f"stopping after this {unit} (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
@@ -368,6 +370,46 @@ def score(source: str, stylized: str, json_path: str | None, plot_path: str | No
     threshold = cut_threshold if cuts else None
     report = score_video(source, stylized, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
     click.echo(report.table())
+
+
+def _train_options(command):
+    """An option for each TrainConfig field, made from its declaration (vidiff/train/config.py)."""
+    from .train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(fields(TrainConfig)):
+        meta, option, hint = field.metadata, option_name(field.name), hints[field.name]
+        numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+        if numbers == [bool] and meta["negatable"]:  # --x/--no-x; unset (None) lets the run choose
+            decorator = click.option(f"{option}/--no-{option[2:]}", default=field.default,
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        elif numbers == [bool]:
+            decorator = click.option(option, is_flag=True, default=field.default, help=meta["help"])
+        else:
+            kind = click.Choice(meta["choices"]) if meta["choices"] else numbers[0] if numbers[0] is not str else None
+            decorator = click.option(option, type=kind, default=field.default, metavar=meta["metavar"],
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        command = decorator(command)
+    return command
+
+
+@cli.command()
+@click.argument("images", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@_train_options
+@click.option("--quiet", "-q", is_flag=True, help="No summary of the pictures or progress bar; errors and the result still print.")
+def train(images: str, out: str, quiet: bool, **settings) -> None:
+    """Train a LoRA on the pictures in IMAGES (captions from NAME.txt beside each, else --token) and write
+    it to OUT (.safetensors), for `vidiff stylize --lora OUT`. Re-run the same command to resume."""
+    from .train.config import TrainConfig
+    from .train.loop import train_lora
+
+    _setup_logging(quiet)
+    config = TrainConfig(**settings).validate()  # a bad value fails before torch and diffusers are imported
+    _no_library_progress_bars()
+    with _graceful_interrupts("step") as cancel:
+        result = train_lora(images, out, config, progress=not quiet, cancel=cancel)
+    click.echo(result.summary())
 
 
 def main() -> None:
