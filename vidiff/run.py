@@ -28,6 +28,7 @@ from .pipelines.img2img import Img2ImgProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
+from .status import status_line
 
 log = logging.getLogger("vidiff")
 
@@ -93,7 +94,8 @@ def stylize_video(
 
     # 2. Build the model parts once (or check the ones given)
     if parts is None:
-        parts = load_parts(config)
+        with status_line("loading the model …", enabled=progress):
+            parts = load_parts(config)
     else:
         check_parts(parts, config)
     if parts.name in TINY_MODELS:
