@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import VidiffError
 from .io.reader import VideoInfo, VideoReader, fit_size, probe
+from .io.side_by_side import preview_path
 from .io.writer import check_output_path
 from .io.workfolder import segment_bounds
 from .pipelines.processor import diffused_frames
@@ -159,6 +160,8 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
     info = probe(input, config.fps)
     check_output_path(output, input, config.overwrite)
+    if config.preview:
+        check_output_path(preview_path(output), input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
     trims = dict(start=config.start, duration=config.duration, max_frames=config.max_frames,
                  on_bad_frame=config.on_bad_frame)  # fmt: skip

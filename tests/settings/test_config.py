@@ -72,9 +72,10 @@ GIVEN = {
     "overwrite": (["--overwrite"], True),
     "restart": (["--restart"], True),
     "save_frames": (["--save-frames", "frames"], "frames"),
+    "preview": (["--preview"], True),
 }
 # What a run may resume across: none of these changes an output pixel.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame"}
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "preview"}
 
 
 def test_every_setting_is_listed_here():
