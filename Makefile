@@ -24,4 +24,4 @@ test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) vidiff-demo.mp4 .pytest_cache
+	rm -rf $(VENV) vidiff-demo.mp4 vidiff-demo.preview.mp4 .pytest_cache
