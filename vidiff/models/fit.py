@@ -28,8 +28,7 @@ def controlnet_misfit(net, parts: ModelParts) -> str | None:
     if net_config.in_channels != unet.in_channels:
         return f"it takes {net_config.in_channels} latent channels, the model's UNet {unet.in_channels}"
     # its residuals are added to the UNet's down blocks, one per layer, at each block's width
-    net_blocks = (tuple(net_config.block_out_channels), net_config.layers_per_block)
-    unet_blocks = (tuple(unet.block_out_channels), unet.layers_per_block)
+    net_blocks, unet_blocks = _blocks_of(net_config), _blocks_of(unet)
     if net_blocks != unet_blocks:
         return f"its blocks are {_blocks(*net_blocks)}, the model's UNet's {_blocks(*unet_blocks)}"
     # the control image is embedded at the latents' size: its embedding must shrink it as the VAE does
@@ -40,8 +39,17 @@ def controlnet_misfit(net, parts: ModelParts) -> str | None:
     return None
 
 
-def _blocks(channels: tuple[int, ...], layers) -> str:
-    return f"{'/'.join(map(str, channels))} channels with {layers} layer(s) each"
+def _blocks_of(config) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Each down block's width and layer count (a config gives the count once for all, or per block)."""
+    channels = tuple(config.block_out_channels)
+    layers = config.layers_per_block
+    return channels, tuple(layers) if isinstance(layers, (list, tuple)) else (layers,) * len(channels)
+
+
+def _blocks(channels: tuple[int, ...], layers: tuple[int, ...]) -> str:
+    if len(set(layers)) == 1:
+        return f"{'/'.join(map(str, channels))} channels with {layers[0]} layer(s) each"
+    return f"{'/'.join(map(str, channels))} channels with {'/'.join(map(str, layers))} layers"
 
 
 def vae_misfit(vae, parts: ModelParts) -> str | None:
