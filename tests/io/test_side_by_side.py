@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from click.testing import CliRunner
 
@@ -15,15 +16,11 @@ FAST = ["--model", "tiny", "--prompt", "x", "--steps", "2", "--strength", "0.9",
 def mean_difference(a: np.ndarray, b: np.ndarray) -> float:
     """On luma: yuv420p halves the colour's resolution, which on a 64-pixel frame of sharp colour
     edges is most of the encoding's error."""
-    import cv2
-
     luma = [cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(int) for x in (a, b)]
     return float(np.abs(luma[0] - luma[1]).mean())
 
 
 def test_preview_is_source_and_result_side_by_side_with_the_audio(clips, tmp_path):
-    import cv2
-
     source = clips["ntsc_odd_stereo"]  # 203x117 with stereo audio: resized, and the audio carried over
     out = tmp_path / "styled.mp4"
     result = CliRunner().invoke(cli, ["stylize", str(source), str(out), *FAST, "--max-frames", "5", "--preview"])
