@@ -171,7 +171,7 @@ def cli() -> None:
       vidiff presets            list the styles
       vidiff try in.mp4 grid.png --preset wooden-carving --vary strength=0.3,0.5
                                 a grid of looks of one moment, before the long render
-      vidiff demo               an offline smoke run on a synthetic clip
+      vidiff demo               an offline run on a synthetic clip, shown side by side
       vidiff train pictures/ style.safetensors --token "<my-style>"   a style of your own
     """
 
@@ -330,10 +330,12 @@ def _toml(value) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
 def demo(output: str, overwrite: bool, quiet: bool) -> None:
-    """Stylise a synthetic clip with the tiny offline model: checks the install, needs no download."""
+    """Stylise a synthetic clip with the small model vidiff ships (trained offline) and write the source
+    and the result side by side beside OUTPUT (OUTPUT.preview.mp4): checks the install, needs no download."""
     from .demo import run_demo
 
     _setup_logging(quiet)
+    _no_library_progress_bars()
     result = run_demo(output, overwrite=overwrite, progress=not quiet)
     click.echo(result.summary())
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .errors import VidiffError
 from .io.reader import VideoInfo, VideoReader, fit_size, probe
 from .io.formats import PICTURE, OutputForm, output_form
+from .io.side_by_side import preview_path
 from .io.writer import check_output_path
 from .io.workfolder import segment_bounds
 from .pipelines.processor import diffused_frames
@@ -166,6 +167,8 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     info = probe(input, config.fps)
     form = output_form(output, config.codec, config.bit_depth)
     check_output_path(output, input, config.overwrite, form)
+    if config.preview:
+        check_output_path(preview_path(output), input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
     trims = dict(start=config.start, duration=config.duration, max_frames=config.max_frames,
                  on_bad_frame=config.on_bad_frame)  # fmt: skip

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .errors import Interrupted, VidiffError
 from .io.background import Prefetch, Writer
+from .io.side_by_side import preview_path, write_side_by_side
 from .io.workfolder import SEGMENT_FRAMES, Checkpoint, ShotFolder, WorkFolder, fingerprint, segment_bounds
 from .io.formats import SEGMENT_SUFFIXES
 from .io.writer import SegmentEncoder, assemble
@@ -29,6 +30,7 @@ from .pipelines.img2img import Img2ImgProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
+from .status import status_line
 
 log = logging.getLogger("vidiff")
 
@@ -39,6 +41,7 @@ class RunResult:
     frames: int
     seconds: float
     size: tuple[int, int]
+    preview: str | None = None  # the side-by-side video, with `preview`
 
     @property
     def fps(self) -> float:
@@ -48,7 +51,7 @@ class RunResult:
         width, height = self.size
         return (
             f"{self.frames} frames at {width}x{height} in {self.seconds:.1f} s "
-            f"({self.fps:.2f} frames/s) -> {self.output}"
+            f"({self.fps:.2f} frames/s) -> {self.output}" + (f" (side by side: {self.preview})" if self.preview else "")
         )
 
 
@@ -94,7 +97,8 @@ def stylize_video(
 
     # 2. Build the model parts once (or check the ones given)
     if parts is None:
-        parts = load_parts(config)
+        with status_line("loading the model …", enabled=progress):
+            parts = load_parts(config)
     else:
         check_parts(parts, config)
     if parts.name in TINY_MODELS:
@@ -151,7 +155,14 @@ def stylize_video(
     assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds,
              form=plan.output_form)
     work.remove()
-    return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
+
+    # 6. Source | result side by side beside OUTPUT, from the finished OUTPUT and the frames it was made from
+    preview = None
+    if config.preview:
+        preview = preview_path(output)
+        with plan.open_reader() as reader:
+            write_side_by_side(reader.frames(), output, preview, crf=config.crf)
+    return RunResult(str(output), frames, time.perf_counter() - began, plan.size, None if preview is None else str(preview))
 
 
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:

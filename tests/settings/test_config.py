@@ -74,10 +74,11 @@ GIVEN = {
     "restart": (["--restart"], True),
     "bit_depth": (["--bit-depth", "16"], 16),
     "save_frames": (["--save-frames", "frames"], "frames"),
+    "preview": (["--preview"], True),
 }
 # What a run may resume across: none of these changes an output pixel.
 # bit_depth: the segments are lossless whatever it says; it is applied when OUTPUT is written.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth"}
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview"}
 
 
 def test_every_setting_is_listed_here():

@@ -489,6 +489,13 @@ class Config:
         fingerprint=False, metavar="DIR", folder=True,
     )
 
+    preview: bool = setting(
+        False,
+        "Also write OUTPUT's stem + .preview + its extension beside it (out.mp4: out.preview.mp4): the source "
+        "and the result side by side, with the audio.",
+        _TRUE_OR_FALSE, fingerprint=False,
+    )
+
     def __post_init__(self):
         # a preset's TOML gives lists, the command line tuples, the API maybe one string: one type,
         # so that equal settings compare equal
