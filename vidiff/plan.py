@@ -167,7 +167,7 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     info = probe(input, config.fps)
     form = output_form(output, config.codec, config.bit_depth)
     check_output_path(output, input, config.overwrite, form)
-    if config.preview:
+    if config.preview and preview_path(output).parent.is_dir():  # a sequence's folder is made by the run
         check_output_path(preview_path(output), input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
     trims = dict(start=config.start, duration=config.duration, max_frames=config.max_frames,

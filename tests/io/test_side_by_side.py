@@ -51,3 +51,17 @@ def test_an_existing_preview_is_kept_without_overwrite(clips, tmp_path):
 def test_no_preview_unless_asked(clips, tmp_path):
     result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(tmp_path / "o.mp4"), *FAST, "--max-frames", "2"])
     assert result.exit_code == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+
+
+def test_a_gif_or_a_sequence_gets_its_preview_as_an_mp4_beside_it(clips, tmp_path):
+    gif, sequence = tmp_path / "loop.gif", tmp_path / "frames" / "out_%05d.png"
+    for output, preview in [(gif, tmp_path / "loop.preview.mp4"), (sequence, tmp_path / "frames" / "out.preview.mp4")]:
+        result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(output), *FAST, "--max-frames", "3",
+                                          "--preview"])  # fmt: skip
+        assert result.exit_code == 0, (result.output, result.exception)
+        made = read_frames(gif) if output == gif else [
+            cv2.cvtColor(cv2.imread(str(tmp_path / "frames" / f"out_{i:05d}.png")), cv2.COLOR_BGR2RGB) for i in range(3)]
+        shown = read_frames(preview)
+        height, width = made[0].shape[:2]
+        assert len(shown) == 3 and shown[0].shape == (height, 2 * width, 3)
+        assert mean_difference(shown[1][:, width:], made[1]) < 6  # the right half is the result (GIF's palette, H.264)
