@@ -6,7 +6,7 @@ For each clip and cadence: the whole stylize_video time (reading, the model, the
 between, encoding), the warp error, the change from the source and the detail (vidiff.score), with
 the settings temporal.py's "flow-blend + colour" mode uses (what the presets ship, with cadence on
 top). Prints one JSON line per run and a table; with --out, writes the table into that markdown
-file's cadence section. The model is benchmarks/tiny-trained unless --model names another.
+file's cadence section. The model is vidiff/models/tiny_trained unless --model names another.
 
 A benchmark, not a test: nothing here fails.
 """
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cadences", type=_cadence, nargs="+", default=[1, 2, 4, 8, "auto"],
                         help="default 1 2 4 8 auto")
     parser.add_argument("--clips", nargs="+", choices=CLIPS, default=list(CLIPS), help="which clips (default all)")
-    parser.add_argument("--model", default=None, help="default benchmarks/tiny-trained")
+    parser.add_argument("--model", default=None, help="default vidiff/models/tiny_trained")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as temporal.py)")
     parser.add_argument("--out", type=Path, default=None, help="markdown file whose cadence section to write")

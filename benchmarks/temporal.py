@@ -7,7 +7,7 @@ every mode with vidiff.stylize_video, score each result against its source with
 vidiff.score.score_video, print one JSON line per (clip, mode) run, and write the tables into the
 section of OUT between the markers below (the rest of OUT is kept as it is).
 
-The model is benchmarks/tiny-trained unless --model names another: the tiny architecture trained
+The model is vidiff/models/tiny_trained unless --model names another: the tiny architecture trained
 offline on CPU by benchmarks/train_tiny.py (about 10 minutes; this script trains it first if the folder
 is missing), so that it reproduces its input and restyles it ("a wooden carving") with detail that
 depends on the noise, as a real model does. `--model tiny` is the random tiny model, whose output is
@@ -61,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BASE = dict(
     prompt="a wooden carving, hand-carved from walnut, visible wood grain",
     negative_prompt="photo, blurry, low quality",
-    model="benchmarks/tiny-trained",
+    model=os.path.relpath(TRAINED, ROOT),
     strength=0.55,
     steps=10,
     guidance=7.5,
@@ -235,7 +235,7 @@ class Bench:
 
 
 def load_model(model: str | None, device: str):
-    """The model parts; None is benchmarks/tiny-trained, trained here first if it is missing."""
+    """The model parts; None is vidiff/models/tiny_trained, trained here first if it is missing."""
     if model is not None:
         return vidiff.load_parts(model, device)
     if not (TRAINED / "model_index.json").is_file():
@@ -588,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="WIDTHxHEIGHT (default 256x192)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to update (default benchmarks/RESULTS.md)")
     parser.add_argument("--model", default=None,
-                        help="the model, as vidiff's --model takes it (default benchmarks/tiny-trained, trained first "
+                        help="the model, as vidiff's --model takes it (default vidiff/models/tiny_trained, trained first "
                         "by benchmarks/train_tiny.py if it is missing; 'tiny' is the random tiny model)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default auto")
     parser.add_argument("--clips", nargs="+", choices=CLIPS, default=list(CLIPS), help="which clips (default all)")

@@ -2,7 +2,7 @@
 
     python benchmarks/temporal_diagnostics.py [--model M]
 
-Prints its findings; writes nothing. The model is benchmarks/tiny-trained unless --model names
+Prints its findings; writes nothing. The model is vidiff/models/tiny_trained unless --model names
 another (`--model tiny` is the random tiny model). Same clips and settings as benchmarks/temporal.py
 (10 frames at 256x192), but the frames stay in memory (no H.264 round trip) and each is stylised
 alone, so its warp errors differ a little from the tables in RESULTS.md.
@@ -371,7 +371,7 @@ def noise_transport(parts) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None, help="default benchmarks/tiny-trained; 'tiny' is the random one")
+    parser.add_argument("--model", default=None, help="default vidiff/models/tiny_trained; 'tiny' is the random one")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)

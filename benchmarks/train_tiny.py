@@ -1,7 +1,7 @@
 """Train the tiny model offline on the CPU, so that the temporal benchmark has a model that behaves
 like a real one: it reproduces its input, and restyles it with detail that depends on the noise.
 
-    python benchmarks/train_tiny.py [--out benchmarks/tiny-trained] [--vae-steps N] [--unet-steps N]
+    python benchmarks/train_tiny.py [--out vidiff/models/tiny_trained] [--vae-steps N] [--unet-steps N]
                                     [--shift-weight W]
 
 The architecture is vidiff.models.tiny_parts()'s (an 8× VAE with 4 latent channels, a two-level
@@ -30,7 +30,7 @@ the kind of content the benchmark clips have, never the clips themselves):
 Deterministic: the same seed and step counts give the same weights on the same machine (one torch
 thread; the pictures come from seeded generators). About 10 minutes on one CPU thread. The weights
 are saved as float16 safetensors (2.6 MB) in a diffusers folder that vidiff loads as a local model
-(`--model benchmarks/tiny-trained`), with training.json saying how it was made.
+(`--model vidiff/models/tiny_trained`; it ships with the package for the demo), with training.json saying how it was made.
 """
 
 from __future__ import annotations
@@ -51,9 +51,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, tiny_parts  # noqa: E402
+from vidiff.models.tiny import SD15_SCHEDULER_CONFIG, TRAINED_TINY, tiny_parts  # noqa: E402
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "tiny-trained"
+DEFAULT_OUT = TRAINED_TINY
 SEED = 0
 VAE_LR, UNET_LR = 2e-3, 1e-3
 VAE_STEPS, UNET_STEPS = 800, 1200
@@ -374,7 +374,7 @@ def train(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the model folder (default benchmarks/tiny-trained)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the model folder (default vidiff/models/tiny_trained)")
     parser.add_argument("--vae-steps", type=int, default=VAE_STEPS, help=f"default {VAE_STEPS}")
     parser.add_argument("--unet-steps", type=int, default=UNET_STEPS, help=f"default {UNET_STEPS}")
     parser.add_argument("--shift-weight", type=float, default=SHIFT_WEIGHT,

@@ -242,3 +242,24 @@ def cut_clip(path: Path, before: int, after: int, *options: str) -> Path:
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=24", "-f", "lavfi", "-i", "smptebars=size=320x240:rate=24",
            "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p", *options, path)  # fmt: skip
     return path
+
+
+def stream_codecs(path: Path) -> tuple[str | None, str | None]:
+    """The video and the audio codec of a file as the ffmpeg binary names them ('prores', 'opus'); None where absent."""
+    import re
+
+    said = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True, text=True,
+                          errors="replace").stderr  # fmt: skip
+    video = re.search(r"Stream #\d+:\d+.*?: Video: (\w+)", said)
+    audio = re.search(r"Stream #\d+:\d+.*?: Audio: (\w+)", said)
+    return (video and video.group(1)), (audio and audio.group(1))
+
+
+def write_flat_pictures(folder: Path, sizes, colour=(220, 60, 40)) -> Path:
+    """Pictures of one flat RGB colour, one per (width, height), named p0.png, p1.png, ... (training sets)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, (width, height) in enumerate(sizes):
+        picture = np.empty((height, width, 3), np.uint8)
+        picture[:] = colour
+        assert cv2.imwrite(str(folder / f"p{index}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    return folder

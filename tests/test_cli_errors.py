@@ -147,6 +147,11 @@ def _existing_output(w: Workspace):
     return stylize_args(w.input, w.output), [Path(w.output).name, "--overwrite"]
 
 
+def _existing_sequence(w: Workspace):
+    w.file("out/f_0007.png", b"a picture of an earlier sequence, which must survive")
+    return stylize_args(w.input, "out/f_%04d.png"), ["f_0007.png", "--overwrite"]
+
+
 def _model(value: str, *mentions: str, **extra) -> Callable[[Workspace], tuple[list[str], list[str]]]:
     def build(w: Workspace):
         return stylize_args(w.input, w.output, model=value, **extra), [*mentions]
@@ -221,6 +226,11 @@ CASES = {
                                                  ["clip.mp4"])),
     "output-folder-missing": Case(lambda w: (stylize_args(w.input, "out/not-made/result.mp4"), ["not-made"])),
     "output-extension-xyz": Case(lambda w: (stylize_args(w.input, "out/result.xyz"), [".xyz"])),
+    "output-codec-unknown": Case(_option("codec", "vp9")),
+    "output-codec-not-in-container": Case(lambda w: (stylize_args(w.input, w.output, codec="prores"), ["--codec", ".mov"])),
+    "output-bit-depth-not-png": Case(lambda w: (stylize_args(w.input, w.output, bit_depth="16"), ["--bit-depth"])),
+    "output-picture-from-video": Case(lambda w: (stylize_args(w.input, "out/result.png"), ["out/result_%05d.png"])),
+    "output-sequence-exists": Case(_existing_sequence),
     "no-prompt-no-preset": Case(lambda w: (stylize_args(w.input, w.output, prompt=None), ["prompt"])),
     # --- the model ---
     "model-path-missing": Case(_model("./nope/model.safetensors", "nope/model.safetensors"), model=True),

@@ -92,6 +92,15 @@ def test_demo_runs_offline(tmp_path):
     assert len(read_frames(out)) == 48
     assert audio_streams(out)
     assert str(out) in result.stdout
+    # beside it, source | result; and the demo model follows its source (the random tiny model's
+    # output is its noise, whatever the picture): the brightness of each half goes together
+    shown = read_frames(tmp_path / "demo.preview.mp4")
+    width = read_frames(out)[0].shape[1]
+    assert len(shown) == 48 and shown[0].shape[1] == 2 * width and audio_streams(tmp_path / "demo.preview.mp4")
+    for both in shown[::16]:
+        luma = [cv2.GaussianBlur(cv2.cvtColor(half, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 2).ravel()
+                for half in (both[:, :width], both[:, width:])]  # fmt: skip
+        assert np.corrcoef(*luma)[0, 1] > 0.3
 
 
 def test_python_dash_m_vidiff(tmp_path):

@@ -19,6 +19,10 @@ _API = {
     "score_video": "score",
     "ScoreReport": "score",
     "Progress": "run",
+    "try_looks": "tryout",
+    "TryResult": "tryout",
+    "TrainConfig": "train.config",
+    "train_lora": "train.loop",
 }
 __all__ = [*_API, "__version__"]
 

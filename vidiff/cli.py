@@ -19,12 +19,14 @@ from contextlib import contextmanager
 from dataclasses import fields
 
 import click
+from click.core import ParameterSource
 
 from . import __version__
 from .errors import Interrupted, VidiffError, option_name
 from .settings.config import PRESET_KEYS, SETTINGS, Config, Setting
 from .settings.keyframes import NUMBERS, WHOLE_NUMBERS
 from .settings.presets import list_presets, load_preset, user_preset_dir
+from .tryout import OWN_SETTINGS, parse_vary, try_looks
 
 DEFAULTS = Config()
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -111,10 +113,10 @@ def _apply_preset(ctx: click.Context, _param: click.Parameter, value: str | None
     return value
 
 
-def _setting_options(command):
+def _setting_options(command, leave_out: tuple[str, ...] = ()):
     """An option for each Config field, in the fields' order, made from its declaration (config.setting)."""
     hints = typing.get_type_hints(Config)
-    for field in reversed(fields(Config)):  # Click lists the options in the reverse order they are added
+    for field in reversed([f for f in fields(Config) if f.name not in leave_out]):  # Click lists them in reverse
         command = _setting_option(field.name, SETTINGS[field.name], field.default, hints[field.name])(command)
     return command
 
@@ -167,7 +169,10 @@ def cli() -> None:
     \b
       vidiff stylize in.mp4 out.mp4 --preset wooden-carving
       vidiff presets            list the styles
-      vidiff demo               an offline smoke run on a synthetic clip
+      vidiff try in.mp4 grid.png --preset wooden-carving --vary strength=0.3,0.5
+                                a grid of looks of one moment, before the long render
+      vidiff demo               an offline run on a synthetic clip, shown side by side
+      vidiff train pictures/ style.safetensors --token "<my-style>"   a style of your own
     """
 
 
@@ -181,8 +186,9 @@ def cli() -> None:
               help="Print the plan (frames, size, model, each keyframed value) and exit without loading the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
 def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> None:
-    """Stylise INPUT (a video, a folder of numbered images, or a pattern such as img_%04d.png) into
-    OUTPUT (.mp4, .m4v, .mov, .mkv), keeping its audio. Re-run the same command to resume."""
+    """Stylise INPUT (a video, a picture, a folder of numbered images, or a pattern such as img_%04d.png)
+    into OUTPUT: a video (.mp4, .m4v, .mov, .mkv, .webm) keeping the audio, a .gif, one picture (.png, .jpg,
+    .webp) from one picture, or numbered pictures (out_%05d.png). Re-run the same command to resume."""
     _setup_logging(quiet)
     config = Config(**settings)
     if dry_run:
@@ -209,8 +215,9 @@ def _no_library_progress_bars() -> None:
 
 
 @contextmanager
-def _graceful_interrupts():
-    """The first Ctrl-C lets the frames in progress finish (then the run stops, resumable); a second stops at once."""
+def _graceful_interrupts(unit: str = "frame"):
+    """The first Ctrl-C lets the frames (or training step) in progress finish (then the run stops, resumable);
+    a second stops at once."""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield cancel
@@ -220,13 +227,69 @@ def _graceful_interrupts():
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        logging.getLogger("vidiff").warning("stopping after this frame (Ctrl-C again to stop at once)")
+        logging.getLogger("vidiff").warning(f"stopping after this {unit} (Ctrl-C again to stop at once)")
 
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield cancel
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _remember_preset(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    ctx.meta["vidiff.preset"] = value
+    return _apply_preset(ctx, param, value)
+
+
+@cli.command("try")
+@click.argument("input", type=click.Path(dir_okay=True, path_type=str))
+@click.argument("grid", type=click.Path(path_type=str))
+@click.option("--preset", is_eager=True, expose_value=False, callback=_remember_preset, metavar="NAME|FILE.toml",
+              help="A style preset for every cell; options given here override its values.")
+@click.option("--vary", multiple=True, metavar="KEY=V1,V2,...",
+              help="A setting (any option below, or preset) and its values: the first --vary gives the columns, a "
+                   "second the rows. Ranges: seed=1..8, strength=0.2..0.8:0.2; a value with commas in double "
+                   "quotes: 'prompt=\"a carving, oak\",\"a statue\"'.")
+@click.option("--at", default="0", show_default=True, metavar="TIME|FRAME",
+              help="The moment to try: a frame number (48), seconds (1.5s) or a time (00:01.5).")
+@click.option("--frames", default=1, show_default=True, metavar="N",
+              help="Frames from --at in each cell; above 1 GRID is an animation (.mp4 or .gif), where flicker shows.")
+@(lambda command: _setting_options(command, leave_out=OWN_SETTINGS))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the commands still print.")
+def try_(input: str, grid: str, vary: tuple[str, ...], at: str, frames: int, quiet: bool, **settings) -> None:
+    """Stylise the moment --at of INPUT with each combination of the --vary values and draw them as a
+    labelled grid in GRID (.png, .jpg; .mp4 or .gif with --frames), then print each cell's `vidiff
+    stylize` command. The model loads once for the whole grid.
+
+    \b
+      vidiff try in.mp4 grid.png --preset watercolour --at 2s --vary strength=0.3,0.45,0.6 --vary seed=1..3
+    """
+    _setup_logging(quiet)
+    ctx = click.get_current_context()
+    # only what the command line gave: each cell's preset (the given one, or the varied one) comes under it
+    given = {name: value for name, value in settings.items()
+             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)}  # fmt: skip
+    if ctx.meta.get("vidiff.preset") is not None:
+        given["preset"] = ctx.meta["vidiff.preset"]
+    _no_library_progress_bars()
+    from tqdm import tqdm
+
+    bars = []  # made at the first frame, when the total is known (a bad setting fails before)
+
+    def show(progress) -> None:
+        if not bars:
+            bars.append(tqdm(total=progress.total, unit="frame", disable=quiet, leave=False, dynamic_ncols=True))
+        bars[0].update(1)
+
+    try:
+        with _graceful_interrupts() as cancel:
+            result = try_looks(input, grid, vary=[parse_vary(text) for text in vary], at=at, frames=frames,
+                               on_progress=show, cancel=cancel, **given)  # fmt: skip
+    finally:
+        for bar in bars:
+            bar.close()
+    click.echo(result.commands())
+    click.echo(result.summary())
 
 
 @cli.command()
@@ -267,10 +330,12 @@ def _toml(value) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
 def demo(output: str, overwrite: bool, quiet: bool) -> None:
-    """Stylise a synthetic clip with the tiny offline model: checks the install, needs no download."""
+    """Stylise a synthetic clip with the small model vidiff ships (trained offline) and write the source
+    and the result side by side beside OUTPUT (OUTPUT.preview.mp4): checks the install, needs no download."""
     from .demo import run_demo
 
     _setup_logging(quiet)
+    _no_library_progress_bars()
     result = run_demo(output, overwrite=overwrite, progress=not quiet)
     click.echo(result.summary())
 
@@ -307,6 +372,46 @@ def score(source: str, stylized: str, json_path: str | None, plot_path: str | No
     threshold = cut_threshold if cuts else None
     report = score_video(source, stylized, threshold, json_path=json_path, plot_path=plot_path, progress=not quiet)
     click.echo(report.table())
+
+
+def _train_options(command):
+    """An option for each TrainConfig field, made from its declaration (vidiff/train/config.py)."""
+    from .train.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    for field in reversed(fields(TrainConfig)):
+        meta, option, hint = field.metadata, option_name(field.name), hints[field.name]
+        numbers = [t for t in typing.get_args(hint) or (hint,) if t is not type(None)]
+        if numbers == [bool] and meta["negatable"]:  # --x/--no-x; unset (None) lets the run choose
+            decorator = click.option(f"{option}/--no-{option[2:]}", default=field.default,
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        elif numbers == [bool]:
+            decorator = click.option(option, is_flag=True, default=field.default, help=meta["help"])
+        else:
+            kind = click.Choice(meta["choices"]) if meta["choices"] else numbers[0] if numbers[0] is not str else None
+            decorator = click.option(option, type=kind, default=field.default, metavar=meta["metavar"],
+                                     show_default=field.default is not None, help=meta["help"])  # fmt: skip
+        command = decorator(command)
+    return command
+
+
+@cli.command()
+@click.argument("images", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@_train_options
+@click.option("--quiet", "-q", is_flag=True, help="No summary of the pictures or progress bar; errors and the result still print.")
+def train(images: str, out: str, quiet: bool, **settings) -> None:
+    """Train a LoRA on the pictures in IMAGES (captions from NAME.txt beside each, else --token) and write
+    it to OUT (.safetensors), for `vidiff stylize --lora OUT`. Re-run the same command to resume."""
+    from .train.config import TrainConfig
+    from .train.loop import train_lora
+
+    _setup_logging(quiet)
+    config = TrainConfig(**settings).validate()  # a bad value fails before torch and diffusers are imported
+    _no_library_progress_bars()
+    with _graceful_interrupts("step") as cancel:
+        result = train_lora(images, out, config, progress=not quiet, cancel=cancel)
+    click.echo(result.summary())
 
 
 @cli.command()

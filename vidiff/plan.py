@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from .errors import VidiffError
 from .io.reader import VideoInfo, VideoReader, fit_size, probe
+from .io.formats import PICTURE, OutputForm, output_form
+from .io.side_by_side import preview_path
 from .io.writer import check_output_path
 from .io.workfolder import segment_bounds
 from .pipelines.processor import diffused_frames
@@ -60,6 +62,11 @@ class RunPlan:
     stopped: str | None = None
     # --cadence auto: the frames to diffuse, chosen by the shot pass from the motion (None otherwise)
     auto_diffused: tuple[int, ...] | None = None
+    form: OutputForm | None = None  # what OUTPUT is written as (None: what its name asks for, by default)
+
+    @property
+    def output_form(self) -> OutputForm:
+        return self.form or output_form(self.output)
 
     def open_reader(self) -> VideoReader:
         """A reader of the planned frames, to be opened with `with`; reader.frames(shot.first,
@@ -98,7 +105,7 @@ class RunPlan:
             f"size       {width}x{height} (--max-side {config.max_side})",
             f"model      {config.model} on {config.device}, {config.dtype}",
             f"sampler    {config.scheduler}, {config.steps} steps, noise {config.noise}",
-            f"output     {self.output}",
+            f"output     {self.output} ({self.output_form.describe()})",
         ]
         if config.cadence != 1:
             lines.append(f"cadence    {config.cadence}: {self._diffused()}")
@@ -158,13 +165,20 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     if not config.prompt.strip():
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
     info = probe(input, config.fps)
-    check_output_path(output, input, config.overwrite)
+    form = output_form(output, config.codec, config.bit_depth)
+    check_output_path(output, input, config.overwrite, form)
+    if config.preview and preview_path(output).parent.is_dir():  # a sequence's folder is made by the run
+        check_output_path(preview_path(output), input, config.overwrite)
     size = fit_size(info.width, info.height, config.max_side)
     trims = dict(start=config.start, duration=config.duration, max_frames=config.max_frames,
                  on_bad_frame=config.on_bad_frame)  # fmt: skip
     reader = VideoReader(info, size, **trims)
     if reader.expected_frames == 0:
         raise VidiffError(f"input {input} has no frames from {config.start} s on (it has {info.frame_count}); lower --start")
+    if form.kind == PICTURE and reader.expected_frames > 1:
+        stem = os.path.splitext(os.fspath(output))[0]
+        raise VidiffError(f"output {output} is one picture, but input {input} has {reader.expected_frames} frames; "
+                          f"write them all as {stem}_%05d.png, or one with --max-frames 1")  # fmt: skip
     stopped, auto = None, None
     if config.cuts or config.cadence == "auto":
         # --cadence auto measures the motion in the same pass: the frames are decoded once
@@ -178,7 +192,7 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     timeline = Timeline(config, float(info.fps))
     return RunPlan(os.fspath(input), os.fspath(output), config, info, size, **trims, frames=shots[-1].end,
                    shots=shots, timeline=timeline, stopped=stopped,
-                   auto_diffused=None if auto is None else auto.finish())  # fmt: skip
+                   auto_diffused=None if auto is None else auto.finish(), form=form)  # fmt: skip
 
 
 class AutoCadence:

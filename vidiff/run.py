@@ -17,7 +17,9 @@ from tqdm import tqdm
 
 from .errors import Interrupted, VidiffError
 from .io.background import Prefetch, Writer
+from .io.side_by_side import preview_path, write_side_by_side
 from .io.workfolder import SEGMENT_FRAMES, Checkpoint, ShotFolder, WorkFolder, fingerprint, segment_bounds
+from .io.formats import SEGMENT_SUFFIXES
 from .io.writer import SegmentEncoder, assemble
 from .models.device import default_batch_size, is_out_of_memory
 from .models.loading import check_parts, load_parts
@@ -28,6 +30,7 @@ from .pipelines.img2img import Img2ImgProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
+from .status import status_line
 
 log = logging.getLogger("vidiff")
 
@@ -38,6 +41,7 @@ class RunResult:
     frames: int
     seconds: float
     size: tuple[int, int]
+    preview: str | None = None  # the side-by-side video, with `preview`
 
     @property
     def fps(self) -> float:
@@ -47,7 +51,7 @@ class RunResult:
         width, height = self.size
         return (
             f"{self.frames} frames at {width}x{height} in {self.seconds:.1f} s "
-            f"({self.fps:.2f} frames/s) -> {self.output}"
+            f"({self.fps:.2f} frames/s) -> {self.output}" + (f" (side by side: {self.preview})" if self.preview else "")
         )
 
 
@@ -93,7 +97,8 @@ def stylize_video(
 
     # 2. Build the model parts once (or check the ones given)
     if parts is None:
-        parts = load_parts(config)
+        with status_line("loading the model …", enabled=progress):
+            parts = load_parts(config)
     else:
         check_parts(parts, config)
     if parts.name in TINY_MODELS:
@@ -147,9 +152,17 @@ def stylize_video(
     if frames == 0:  # the container promised frames the decoder couldn't deliver
         work.remove()
         raise VidiffError(f"input {input} has no frames that can be decoded from {config.start} s on")
-    assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds)
+    assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds,
+             form=plan.output_form)
     work.remove()
-    return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
+
+    # 6. Source | result side by side beside OUTPUT, from the finished OUTPUT and the frames it was made from
+    preview = None
+    if config.preview:
+        preview = preview_path(output)
+        with plan.open_reader() as reader:
+            write_side_by_side(reader.frames(), output, preview, crf=config.crf)
+    return RunResult(str(output), frames, time.perf_counter() - began, plan.size, None if preview is None else str(preview))
 
 
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
@@ -184,7 +197,8 @@ def _run_shot(processor: Processor, stream, shot: Shot, end: int | None, folder:
     """Process one shot's frames from its checkpoint, window by window; `end` None reads to the input's end."""
     config = plan.config
     state = processor.import_state(checkpoint.state) if checkpoint.state is not None else None
-    segment = _Segment(folder, plan.size, plan.info.fps, config.crf, checkpoint.pending, frames_dir)
+    segment = _Segment(folder, plan.size, plan.info.fps, config.crf, checkpoint.pending, frames_dir,
+                       plan.output_form.segment_codec)
     first = checkpoint.next_frame
     with segment:
         while end is None or first < end:
@@ -281,8 +295,10 @@ class _Segment:
     add() is called in the main thread and returns the file work, which the writer thread runs in order.
     """
 
-    def __init__(self, folder: ShotFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None):
+    def __init__(self, folder: ShotFolder, size, fps, crf: int, pending: list[Path], frames_dir: Path | None,
+                 codec: str = "h264"):
         self.folder, self.size, self.fps, self.crf, self.frames_dir = folder, size, fps, crf, frames_dir
+        self.codec = codec
         self.pending = pending  # finished frames of this segment from an earlier run, to encode first
         self.encoder: SegmentEncoder | None = None
         self.count = len(pending)  # frames given to the open segment so far, as the main thread counts them
@@ -292,7 +308,8 @@ class _Segment:
 
     def _open(self) -> SegmentEncoder:
         if self.encoder is None:
-            self.encoder = SegmentEncoder(self.folder.next_segment(), self.size, self.fps, self.crf).__enter__()
+            path = self.folder.next_segment(SEGMENT_SUFFIXES[self.codec])
+            self.encoder = SegmentEncoder(path, self.size, self.fps, self.crf, self.codec).__enter__()
             for path in self.pending:
                 self.encoder.write(_load_png(path))
             self.pending = []

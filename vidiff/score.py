@@ -306,7 +306,7 @@ _INK, _GRID, _STYLIZED, _SOURCE, _CUT = (40, 40, 40), (225, 225, 225), (180, 90,
 def draw_plot(report: ScoreReport) -> np.ndarray:
     """The chart as a BGR image: stylised warp error per frame, the source's floor in grey, cuts in red."""
     width, height = PLOT_SIZE
-    left, right, top, bottom = 64, 20, 34, 44
+    left, top, bottom = CHART_MARGINS[0], CHART_MARGINS[2], CHART_MARGINS[3]
     image = np.full((height, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     styl = report.per_frame["warp_error"]
@@ -315,27 +315,7 @@ def draw_plot(report: ScoreReport) -> np.ndarray:
     y_max, divisions = _value_axis(max(values, default=0.0))
     x_max = max(report.frames - 1, 1)
 
-    def at(frame: float, value: float) -> tuple[int, int]:
-        x = left + frame / x_max * (width - left - right)
-        y = height - bottom - value / y_max * (height - top - bottom)
-        return int(round(x)), int(round(y))
-
-    # grid and tick labels
-    for value in np.linspace(0, y_max, divisions + 1):
-        cv2.line(image, at(0, value), at(x_max, value), _GRID, 1)
-        label = f"{value:.3g}"
-        (text_w, text_h), _ = cv2.getTextSize(label, font, 0.4, 1)
-        x, y = at(0, value)
-        cv2.putText(image, label, (x - text_w - 6, y + text_h // 2), font, 0.4, _INK, 1, cv2.LINE_AA)
-    for frame in _frame_ticks(x_max):
-        x, y = at(frame, 0)
-        cv2.line(image, (x, y), (x, y + 4), _INK, 1)
-        label = str(frame)
-        (text_w, text_h), _ = cv2.getTextSize(label, font, 0.4, 1)
-        cv2.putText(image, label, (x - text_w // 2, y + 8 + text_h), font, 0.4, _INK, 1, cv2.LINE_AA)
-    cv2.line(image, at(0, 0), at(x_max, 0), _INK, 1)
-    cv2.line(image, at(0, 0), at(0, y_max), _INK, 1)
-    cv2.putText(image, "frame", (width - right - 40, height - 6), font, 0.4, _INK, 1, cv2.LINE_AA)
+    at = chart_axes(image, x_max, y_max, divisions, "frame")
 
     for cut in report.cuts:
         x, _ = at(cut, 0)
@@ -349,6 +329,39 @@ def draw_plot(report: ScoreReport) -> np.ndarray:
         title = "warp error per frame: no frame pairs to measure"
     cv2.putText(image, title, (left, 20), font, 0.45, _INK, 1, cv2.LINE_AA)
     return image
+
+
+CHART_MARGINS = (64, 20, 34, 44)  # left, right, top, bottom: room for the tick labels and the title
+
+
+def chart_axes(image: np.ndarray, x_max: float, y_max: float, divisions: int, x_name: str):
+    """Draw a line chart's grid, tick labels and axes on `image` (x from 0 to x_max, values from 0 to
+    y_max in `divisions` steps); returns the map from (x, value) to the pixel."""
+    height, width = image.shape[:2]
+    left, right, top, bottom = CHART_MARGINS
+    font = cv2.FONT_HERSHEY_SIMPLEX
+
+    def at(x_value: float, value: float) -> tuple[int, int]:
+        x = left + x_value / x_max * (width - left - right)
+        y = height - bottom - value / y_max * (height - top - bottom)
+        return int(round(x)), int(round(y))
+
+    for value in np.linspace(0, y_max, divisions + 1):
+        cv2.line(image, at(0, value), at(x_max, value), _GRID, 1)
+        label = f"{value:.3g}"
+        (text_w, text_h), _ = cv2.getTextSize(label, font, 0.4, 1)
+        x, y = at(0, value)
+        cv2.putText(image, label, (x - text_w - 6, y + text_h // 2), font, 0.4, _INK, 1, cv2.LINE_AA)
+    for tick in _frame_ticks(int(x_max)):
+        x, y = at(tick, 0)
+        cv2.line(image, (x, y), (x, y + 4), _INK, 1)
+        label = str(tick)
+        (text_w, text_h), _ = cv2.getTextSize(label, font, 0.4, 1)
+        cv2.putText(image, label, (x - text_w // 2, y + 8 + text_h), font, 0.4, _INK, 1, cv2.LINE_AA)
+    cv2.line(image, at(0, 0), at(x_max, 0), _INK, 1)
+    cv2.line(image, at(0, 0), at(0, y_max), _INK, 1)
+    cv2.putText(image, x_name, (width - right - 40, height - 6), font, 0.4, _INK, 1, cv2.LINE_AA)
+    return at
 
 
 def _polyline(image: np.ndarray, points: list[tuple[int, int] | None], colour) -> None:

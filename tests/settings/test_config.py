@@ -60,6 +60,7 @@ GIVEN = {
     "duration": (["--duration", "2"], 2.0),
     "max_frames": (["--max-frames", "10"], 10),
     "crf": (["--crf", "23"], 23),
+    "codec": (["--codec", "prores"], "prores"),
     "fps": (["--fps", "30000/1001"], "30000/1001"),
     "on_bad_frame": (["--on-bad-frame", "skip"], "skip"),
     "batch_size": (["--batch-size", "2"], 2),
@@ -71,10 +72,13 @@ GIVEN = {
     "compile": (["--compile"], True),
     "overwrite": (["--overwrite"], True),
     "restart": (["--restart"], True),
+    "bit_depth": (["--bit-depth", "16"], 16),
     "save_frames": (["--save-frames", "frames"], "frames"),
+    "preview": (["--preview"], True),
 }
 # What a run may resume across: none of these changes an output pixel.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame"}
+# bit_depth: the segments are lossless whatever it says; it is applied when OUTPUT is written.
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview"}
 
 
 def test_every_setting_is_listed_here():

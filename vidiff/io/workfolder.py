@@ -4,7 +4,8 @@ OUTPUT.vidiff/
   manifest.json              the run's fingerprint
   shot-000000/               one folder per shot, named by its first frame
     manifest.json            the shot's segments finished so far with their frame counts, and where it ended once done
-    segment-00000.mp4        encoded, video only; joined without re-encoding at the end
+    segment-00000.mp4        encoded in OUTPUT's codec (.mov, .webm, .mkv as it needs), video only; joined without
+                             re-encoding at the end (a GIF, picture or sequence's are lossless FFV1, .mkv)
     state-00000.pt           what the next frame needs after that segment (temporal state, attention memory)
     pending-000048.png       finished frames of the unfinished segment, lossless
     pending-state.pt         the state after the last pending frame
@@ -103,7 +104,8 @@ def _fresh_folder(path: Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     try:
-        path.mkdir()
+        # parents: a sequence's folder (frames/ of frames/out_%05d.png) is made with its work folder
+        path.mkdir(parents=True)
     except OSError as err:
         raise VidiffError(f"can't create the work folder {path}: {err.strerror}") from None
 
@@ -147,10 +149,10 @@ class ShotFolder:
     def segment_files(self) -> list[Path]:
         return [self.path / segment["file"] for segment in self.segments]
 
-    def next_segment(self) -> Path:
-        """Where the next segment is encoded; it counts only once committed."""
+    def next_segment(self, suffix: str = ".mp4") -> Path:
+        """Where the next segment is encoded (`suffix`: its container's); it counts only once committed."""
         self._make()
-        return self.path / f"segment-{len(self.segments):05d}.mp4"
+        return self.path / f"segment-{len(self.segments):05d}{suffix}"
 
     def pending_frame(self, index: int) -> Path:
         return self.path / f"pending-{index:06d}.png"

@@ -1,4 +1,5 @@
-"""Streaming video out (ffmpeg): segments encoded to H.264, joined with the source's audio, put in place atomically.
+"""Streaming video out (ffmpeg): segments encoded in OUTPUT's codec (or losslessly, for the forms made at the
+end), joined with the source's audio, put in place atomically.
 
 ffmpeg is always run with argument lists, never through a shell.
 """
@@ -15,26 +16,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VidiffError
-from .ffmpeg import _fsync, _last_line, audio_streams, ffmpeg_exe
+from .ffmpeg import _fsync, _last_line, audio_streams, concat_input, concat_listing, ffmpeg_exe
+from .formats import (
+    SEQUENCE, VIDEO, OutputForm, audio_attempts, container_args, output_form, stream_codecs, video_args,
+)
+from .pictures import check_sequence_path, write_pictures
 
 
-# Containers that hold H.264 and the audio we copy or re-encode.
-OUTPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
-
-
-# Audio codecs copied as they are into .mp4/.mov; others (PCM, Vorbis, ...) are encoded to AAC.
-MP4_AUDIO = ("aac", "mp3", "alac", "ac3", "eac3", "opus", "flac")
-
-
-def check_output_path(output: str | os.PathLike, input: str | os.PathLike, overwrite: bool) -> None:
+def check_output_path(
+    output: str | os.PathLike, input: str | os.PathLike, overwrite: bool, form: OutputForm | None = None
+) -> None:
     """Refuse an OUTPUT we can't or shouldn't write, before any work is done."""
+    form = form or output_form(output)  # raises for a form that can't be written
+    if form.kind == SEQUENCE:
+        check_sequence_path(output, input, overwrite)
+        return
     output = Path(output)
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise VidiffError(
-            f"output {output}: can't write {output.suffix or 'a file without an extension'}; "
-            f"use one of {', '.join(OUTPUT_SUFFIXES)}"
-        )
-    # an image-sequence pattern names no file: nothing to compare
     if os.path.exists(input) and (
         os.path.abspath(output) == os.path.abspath(input) or output.exists() and os.path.samefile(output, input)
     ):
@@ -54,22 +51,18 @@ def _rate(fps: Fraction) -> str:
     return f"{fps.numerator}/{fps.denominator}"
 
 
-def _container_flags(path: str | os.PathLike) -> list[str]:
-    # the index up front, so players and browsers can start before the whole file arrives
-    return ["-movflags", "+faststart"] if Path(path).suffix.lower() in (".mp4", ".m4v", ".mov") else []
-
-
 class SegmentEncoder:
-    """Encode RGB frames to an H.264 (yuv420p) video-only file at an exact frame rate.
+    """Encode RGB frames with `codec` (H.264 unless told: see formats.video_args) to a video-only file at
+    an exact frame rate.
 
     The file at `path` is complete only once the context exits without error; on error it is removed.
     """
 
-    def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: Fraction, crf: int = 18):
+    def __init__(self, path: str | os.PathLike, size: tuple[int, int], fps: Fraction, crf: int = 18, codec: str = "h264"):
         width, height = size
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs even sizes, got {width}x{height}")
-        self.path, self.size, self.fps, self.crf = Path(path), size, Fraction(fps), crf
+        self.path, self.size, self.fps, self.crf, self.codec = Path(path), size, Fraction(fps), crf, codec
         self.frames_written = 0
         self._process: subprocess.Popen | None = None
 
@@ -80,9 +73,9 @@ class SegmentEncoder:
             ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", _rate(self.fps),
             "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            "-an", *video_args(self.codec, self.crf),
             # absolute: a relative name starting with '-' would read as an option
-            "-r", _rate(self.fps), *_container_flags(self.path), os.path.abspath(self.path),
+            "-r", _rate(self.fps), *container_args(self.path.suffix.lower()), os.path.abspath(self.path),
         ]  # fmt: skip
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
         return self
@@ -127,36 +120,36 @@ def assemble(
     frames: int,
     audio_source: str | os.PathLike | None = None,
     audio_start: float = 0.0,
+    form: OutputForm | None = None,
 ) -> None:
-    """Join encoded segments without re-encoding, add the source's audio cut to the same span, and
-    rename the result onto `output` only when it is complete."""
+    """Make OUTPUT from the encoded segments, and put it in place only when it is complete.
+
+    A video joins them without re-encoding and takes the source's audio cut to the same span; a GIF,
+    a picture or a sequence is made from them (lossless FFV1) by pictures.py.
+    """
     if frames == 0 or not segments:
         raise VidiffError("no frames were written; the input had none in the chosen range")
-    output = Path(output)
+    form = form or output_form(output)
+    if form.kind != VIDEO:
+        write_pictures(segments, output, form, frames)
+        return
+    with concat_listing(segments, Path(output).parent) as listing:
+        _join_video(listing, Path(output), form, fps, frames, audio_source, audio_start)
+
+
+def _join_video(listing: str, output: Path, form: OutputForm, fps, frames, audio_source, audio_start) -> None:
     streams = audio_streams(audio_source) if audio_source is not None else []
     # named, not created: ffmpeg creates it, so OUTPUT gets the usual permissions (mkstemp's are 0600)
     temp = str(output.parent / f".{output.stem}.{secrets.token_hex(6)}.partial{output.suffix}")
-    fd, listing = tempfile.mkstemp(prefix=".vidiff-concat.", suffix=".txt", dir=output.parent)
+    base = concat_input(listing)
+    if streams:
+        duration = frames / Fraction(fps)
+        base += ["-ss", f"{audio_start:.6f}", "-t", f"{float(duration):.6f}", "-i", os.fspath(audio_source),
+                 "-map", "0:v:0", "-map", "1:a?"]  # fmt: skip
+    base += ["-c:v", "copy"]
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            for segment in segments:
-                # the concat demuxer's quoting: inside '...', a quote is written '\''
-                quoted = os.path.abspath(segment).replace("'", "'\\''")
-                file.write(f"file '{quoted}'\n")
-        base = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-                "-f", "concat", "-safe", "0", "-i", listing]  # fmt: skip
-        if streams:
-            duration = frames / Fraction(fps)
-            base += ["-ss", f"{audio_start:.6f}", "-t", f"{float(duration):.6f}", "-i", os.fspath(audio_source),
-                     "-map", "0:v:0", "-map", "1:a?"]  # fmt: skip
-        base += ["-c:v", "copy"]
-        # copy the audio as it is where players expect that codec in this container; else AAC
-        aac = ["-c:a", "aac", "-b:a", "192k"]
-        codecs = [stream.split()[0].rstrip(",") for stream in streams]
-        copyable = output.suffix.lower() == ".mkv" or all(codec in MP4_AUDIO for codec in codecs)
-        attempts = ([["-c:a", "copy"], aac] if copyable else [aac]) if streams else [[]]
-        for audio_codec in attempts:
-            done = subprocess.run([*base, *audio_codec, *_container_flags(output), os.path.abspath(temp)],
+        for audio_codec in audio_attempts(form.suffix, stream_codecs(streams)):
+            done = subprocess.run([*base, *audio_codec, *container_args(form.suffix), os.path.abspath(temp)],
                                   capture_output=True, text=True, errors="replace")  # fmt: skip
             if done.returncode == 0:
                 break
@@ -165,13 +158,13 @@ def assemble(
         _fsync(temp)
         os.replace(temp, output)
     finally:
-        for name in (temp, listing):
-            if os.path.exists(name):
-                os.unlink(name)
+        if os.path.exists(temp):
+            os.unlink(temp)
 
 
 class VideoWriter:
-    """Encode RGB frames to H.264 at an exact frame rate, then add the source's audio.
+    """Encode RGB frames at an exact frame rate into the form `path` asks for (H.264 for .mp4), then add
+    the source's audio where the form takes it.
 
     Everything is written to hidden temporary files beside `path` and renamed onto it only when
     the whole video is done, so a failed or interrupted run never leaves a half-written OUTPUT.
@@ -185,11 +178,15 @@ class VideoWriter:
         crf: int = 18,
         audio_source: str | os.PathLike | None = None,
         audio_start: float = 0.0,
+        codec: str | None = None,
+        bit_depth: int = 8,
     ):
         self.path = Path(path)
-        fd, self._segment = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".video.mp4", dir=self.path.parent)
+        self.form = output_form(path, codec, bit_depth)
+        fd, self._segment = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".video{self.form.segment_suffix}",
+                                             dir=self.path.parent)  # fmt: skip
         os.close(fd)
-        self._encoder = SegmentEncoder(self._segment, size, fps, crf)
+        self._encoder = SegmentEncoder(self._segment, size, fps, crf, self.form.segment_codec)
         self.fps, self.audio_source, self.audio_start = Fraction(fps), audio_source, audio_start
 
     @property
@@ -207,7 +204,8 @@ class VideoWriter:
         try:
             self._encoder.__exit__(exc_type, exc, tb)
             if exc_type is None:
-                assemble([self._segment], self.path, self.fps, self.frames_written, self.audio_source, self.audio_start)
+                assemble([self._segment], self.path, self.fps, self.frames_written, self.audio_source, self.audio_start,
+                         self.form)
         finally:
             if os.path.exists(self._segment):
                 os.unlink(self._segment)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from ..errors import VidiffError
 from ..settings.config import split_embedding
 from ..settings.keyframes import split_weighted
+from .fit import controlnet_misfit, embedding_misfit, vae_misfit
 from .parts import KIND_NAMES, ModelParts, _first_line, _looks_like_path, refuse_pickle
 
 
@@ -36,16 +38,29 @@ def _pipeline(parts: ModelParts):
     )  # fmt: skip
 
 
+class _Caught(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextmanager
-def _library_errors_silenced():
-    """diffusers logs a failed LoRA load as an error, then raises it: vidiff's own line says it once."""
+def _library_messages():
+    """diffusers logs a failed LoRA load as an error, then raises it, and a LoRA's layers it found no
+    place for only as a warning, then goes on without them: catch what it says, print nothing, so
+    that vidiff's own line says it once."""
     logger = logging.getLogger("diffusers")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    saved = logger.level, logger.handlers[:], logger.propagate
+    caught = _Caught()
+    logger.setLevel(logging.WARNING)
+    logger.handlers, logger.propagate = [caught], False
     try:
-        yield
+        yield caught.messages
     finally:
-        logger.setLevel(level)
+        logger.level, logger.handlers, logger.propagate = saved
 
 
 def _state_dict(path: Path, what: str, allow_pickle: bool) -> dict:
@@ -87,17 +102,24 @@ def fuse_loras(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = F
         weights = _state_dict(file, "--lora", allow_pickle) if file is not None else source
         name = f"lora{index}"
         try:
-            with _library_errors_silenced():
+            with _library_messages() as said:
                 pipe.load_lora_weights(weights, adapter_name=name)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
-            reason = "its layer sizes differ from the model's" if "size mismatch" in str(err) else _first_line(err)
             raise VidiffError(
-                f"--lora {spec} does not fit the {KIND_NAMES[parts.kind]} model ({reason}); "
-                "is it a LoRA for another kind of model?"
+                f"--lora {spec} does not fit the {KIND_NAMES[parts.kind]} model (--model {parts.name}): "
+                f"{_lora_misfit(err, name)}; is it a LoRA for another kind of model?"
             ) from None
+        left_out = [line for line in said if "unexpected keys" in line]
+        if left_out:
+            # "...led to unexpected keys found in the model: key, key, ..."
+            keys = left_out[0].split(": ", 1)[-1].rstrip(". ").split(", ")
+            raise VidiffError(
+                f"--lora {spec} does not fit the {KIND_NAMES[parts.kind]} model (--model {parts.name}): {len(keys)} of its "
+                f"tensors are for layers the model lacks (such as {keys[0]}); is it a LoRA for another kind of model?"
+            )
         if not any(name in adapters for adapters in pipe.get_list_adapters().values()):
             raise VidiffError(
-                f"--lora {spec}: none of its layers match the {KIND_NAMES[parts.kind]} model; "
+                f"--lora {spec}: none of its layers match the {KIND_NAMES[parts.kind]} model (--model {parts.name}); "
                 "is it a LoRA for another kind of model?"
             )
         names.append(name)
@@ -106,6 +128,23 @@ def fuse_loras(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = F
     pipe.fuse_lora(adapter_names=names, lora_scale=1.0)
     pipe.unload_lora_weights()  # the fused weights stay; the LoRA layers go
     parts.lora = tuple(specs)
+
+
+# torch's words for a tensor of the wrong shape in load_state_dict
+_SIZE_MISMATCH = re.compile(
+    r"size mismatch for ([\w.]+): copying a param with shape torch.Size\(\[([\d, ]*)\]\) from checkpoint, "
+    r"the shape in current model is torch.Size\(\[([\d, ]*)\]\)"
+)
+
+
+def _lora_misfit(err: Exception, adapter: str) -> str:
+    """The first layer whose size differs, from torch's size-mismatch report; else the error's first line."""
+    sizes = _SIZE_MISMATCH.search(str(err))
+    if sizes is None:
+        return "its layer sizes differ from the model's" if "size mismatch" in str(err) else _first_line(err)
+    layer, theirs, ours = sizes.groups()
+    layer = layer.replace(f".{adapter}.", ".")  # peft's name for it, not the file's
+    return f"its layer {layer} is {theirs.replace(', ', '×')}, the model's {ours.replace(', ', '×')}"
 
 
 def add_embeddings(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool = False) -> None:
@@ -121,6 +160,7 @@ def add_embeddings(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool
         token = token or path.stem  # as A1111 does: the file's name is the word for it
         state = _state_dict(path, "--embedding", allow_pickle)
         sdxl_file = {"clip_l", "clip_g"} <= set(state)
+        _check_embedding(spec, state, parts, sdxl_file)
         try:
             if parts.kind == "sdxl":
                 if not sdxl_file:
@@ -139,6 +179,27 @@ def add_embeddings(parts: ModelParts, specs: tuple[str, ...], allow_pickle: bool
     parts.embedding = tuple(specs)
 
 
+def _check_embedding(spec: str, state: dict, parts: ModelParts, sdxl_file: bool) -> None:
+    """Vectors of another width than the text encoder's would fail at the first prompt (or be refused
+    by diffusers in words about tensors): say which widths differ."""
+    if sdxl_file and parts.kind == "sdxl":
+        pairs = [(state["clip_l"], parts.text_encoder, "first text encoder"),
+                 (state["clip_g"], parts.text_encoder_2, "second text encoder")]  # fmt: skip
+    elif not sdxl_file and parts.kind != "sdxl":
+        # diffusers' layout is {token: vectors}, A1111's {"emb_params": ...} or {"string_to_param": {"*": ...}}
+        found = state.get("string_to_param", state)
+        found = found.get("emb_params", found) if isinstance(found, dict) else found
+        vectors = next(iter(found.values())) if isinstance(found, dict) and len(found) == 1 else found
+        pairs = [(vectors, parts.text_encoder, "text encoder")] if isinstance(vectors, torch.Tensor) else []
+    else:
+        pairs = []  # a file for the other family: the caller says so
+    for vectors, encoder, name in pairs:
+        misfit = embedding_misfit(vectors, encoder, name)
+        if misfit:
+            raise VidiffError(f"--embedding {spec} does not fit --model {parts.name}: {misfit}; "
+                              "it is an embedding for another kind of model")  # fmt: skip
+
+
 def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dtype, allow_pickle: bool = False) -> list:
     """One ControlNetModel per "PATH_OR_ID[:SCALE]": a diffusers folder, a hub id or a single file."""
     from diffusers import ControlNetModel
@@ -153,13 +214,11 @@ def load_controlnets(parts: ModelParts, specs: tuple[str, ...], dtype: torch.dty
             "give a diffusers ControlNet folder, a hub id in the local cache, or a single file whose config is in "
             "the hub cache",
         )  # fmt: skip
-        wanted = parts.unet.config.cross_attention_dim
-        if net.config.cross_attention_dim != wanted or (parts.kind == "sdxl") != (
-            net.config.addition_embed_type == "text_time"
-        ):
+        misfit = controlnet_misfit(net, parts)
+        if misfit:
             raise VidiffError(
-                f"--controlnet {source} is not a ControlNet for an {KIND_NAMES[parts.kind]} model "
-                f"(its text width is {net.config.cross_attention_dim}, the model's {wanted})"
+                f"--controlnet {source} is not a ControlNet for an {KIND_NAMES[parts.kind]} model like "
+                f"--model {parts.name}: {misfit}"
             )
         if net.config.global_pool_conditions:
             raise VidiffError(f"--controlnet {source} pools its conditions (guess mode, e.g. shuffle): not supported")
@@ -206,9 +265,7 @@ def load_vae(parts: ModelParts, spec: str, dtype: torch.dtype, allow_pickle: boo
         "--vae", source, allow_pickle, lambda file: AutoencoderKL.from_single_file(file, torch_dtype=dtype),
         from_folder_or_id, "give 'full', 'tiny', a hub id, a diffusers VAE folder or a .safetensors file",
     )  # fmt: skip
-    if vae.config.latent_channels != parts.vae.config.latent_channels:
-        raise VidiffError(
-            f"--vae {spec}: it has {vae.config.latent_channels} latent channels, the model's VAE "
-            f"{parts.vae.config.latent_channels}: it is a VAE for another kind of model"
-        )
+    misfit = vae_misfit(vae, parts)
+    if misfit:
+        raise VidiffError(f"--vae {spec} does not fit --model {parts.name}: {misfit}; it is a VAE for another kind of model")
     parts.vae = vae

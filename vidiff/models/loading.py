@@ -77,6 +77,13 @@ def load_parts(
     return _placed(parts, torch_device, torch_dtype)
 
 
+def parts_key(config: Config) -> tuple:
+    """What load_parts(config) builds the parts from: configs with equal keys can share one set of parts
+    (ControlNet scales are applied per frame, so only their paths count; LoRA scales are fused in)."""
+    return (config.model, config.device, config.dtype, config.allow_pickle, config.model_config, tuple(config.lora),
+            tuple(config.embedding), tuple(split_weighted(spec)[0] for spec in config.controlnet), config.vae)  # fmt: skip
+
+
 def check_parts(parts: ModelParts, config: Config) -> None:
     """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
     loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),

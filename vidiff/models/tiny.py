@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .parts import ModelParts
@@ -12,6 +14,12 @@ TINY = "tiny"
 
 # --model names of the small random models built offline, and their kinds
 TINY_MODELS = {TINY: "sd1", "tiny-sdxl": "sdxl"}
+
+
+# The tiny SD 1.x architecture trained offline on synthetic pictures (benchmarks/train_tiny.py; 2.6 MB
+# of float16 weights, a diffusers folder shipped with the package): unlike the random one it follows
+# its source, so the demo and the temporal benchmarks use it. What it can and can't show: README, Demo.
+TRAINED_TINY = Path(__file__).resolve().parent / "tiny_trained"
 
 
 # The scheduler config of Stable Diffusion 1.5, so the tiny model samples on the same schedule.

@@ -32,6 +32,8 @@ CONTROLS = ("canny", "softedge", "depth-from-luma", "tile")
 BAD_FRAME_ACTIONS = ("stop", "skip")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
+# A .mov or .mkv OUTPUT's video codec (io/formats.py says which container takes which).
+CODECS = ("h264", "h265", "prores", "ffv1")
 
 
 @dataclass(frozen=True)
@@ -379,8 +381,17 @@ class Config:
     )
     crf: int = setting(
         18,
-        "H.264 quality: lower is better and bigger; 18 is visually lossless for most clips.",
+        "H.264, H.265 and VP9 (.webm) quality: lower is better and bigger; 18 is visually lossless for most clips.",
         (lambda v: _integer(v) and 0 <= v <= 51, "must be a whole number from 0 (lossless) to 51"), preset=True,
+    )
+    codec: str | None = setting(
+        None,
+        "The video codec of a .mov, .mkv or .mp4 OUTPUT: h264 (the default), h265 (smaller, slower to encode), "
+        "prores (ProRes 422 HQ, for editors; .mov or .mkv) or ffv1 (lossless; .mov or .mkv). A .webm is VP9, "
+        "a .gif, a picture or a sequence has its own.",
+        (lambda v: v is None or v in CODECS, "must be one of " + ", ".join(CODECS)),
+        # in the fingerprint: the work folder's segments are encoded with it
+        choices=CODECS,
     )
     fps: float | str | None = setting(
         None,
@@ -463,11 +474,26 @@ class Config:
         "Discard the unfinished work of an earlier run (OUTPUT.vidiff/) instead of resuming it.",
         _TRUE_OR_FALSE, fingerprint=False,
     )
+    bit_depth: int = setting(
+        8,
+        "Bits per channel of a PNG OUTPUT (a .png picture or a sequence such as out_%05d.png): 8, or 16 for "
+        "compositing tools that want 16-bit files (the frames themselves are made with 8).",
+        (lambda v: v in (8, 16) and not isinstance(v, bool), "must be 8 or 16"),
+        # not in the fingerprint: the segments are lossless and the depth is chosen when OUTPUT is written
+        fingerprint=False, metavar="8|16",
+    )
     save_frames: str | None = setting(
         None,
         "Also write every stylised frame as a lossless PNG into this folder.",
         (lambda v: v is None or (isinstance(v, str) and v != ""), "must be a folder path"),
         fingerprint=False, metavar="DIR", folder=True,
+    )
+
+    preview: bool = setting(
+        False,
+        "Also write OUTPUT's stem + .preview + its extension beside it (out.mp4: out.preview.mp4): the source "
+        "and the result side by side, with the audio.",
+        _TRUE_OR_FALSE, fingerprint=False,
     )
 
     def __post_init__(self):
