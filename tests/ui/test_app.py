@@ -118,33 +118,51 @@ class _Cell:
     command: str
 
 
-def test_try_passes_the_grid_to_try_looks(monkeypatch, tmp_path, short_clip):
-    """The Try handler hands vidiff.tryout.try_looks the video, the settings and the grid to vary."""
-    import sys
+def test_try_hands_try_looks_the_grid_and_only_the_changed_settings(monkeypatch, tmp_path, short_clip):
+    """The Try handler hands vidiff.tryout.try_looks the video, the axes, the preset and the settings the
+    user changed from it (not the preset's own values, which would hide a varied preset)."""
     import types
 
     seen = {}
 
     def fake_try_looks(input, output, config=None, *, vary=(), at="0", frames=1, parts=None, on_progress=None,
                        cancel=None, **settings):  # fmt: skip
-        seen.update(input=input, output=output, config=config, vary=vary, at=at, frames=frames, cancel=cancel)
-        return types.SimpleNamespace(path=output, cells=[_Cell(0, 0, {"strength": 0.3}, "vidiff stylize ...")])
+        seen.update(input=input, output=output, config=config, vary=vary, at=at, frames=frames, cancel=cancel,
+                    settings=settings)  # fmt: skip
+        return types.SimpleNamespace(path=output, cells=[_Cell("", "strength=0.3", {"strength": 0.3}, "vidiff ...")])
 
-    monkeypatch.setitem(sys.modules, "vidiff.tryout", types.SimpleNamespace(try_looks=fake_try_looks))
+    monkeypatch.setattr("vidiff.tryout.try_looks", fake_try_looks)
+    from vidiff.settings.presets import load_preset
     from vidiff.ui.app import build_app
 
     app, jobs = build_app(tmp_path)
     monkeypatch.setattr(jobs, "_parts_for", lambda config: None)
     fn = next(f.fn for f in app.fns.values() if f.api_name == "try")
-    path = fn(str(short_clip), None, "watercolour", "strength", "0.3\n0.5\n", "seed", "1\n2", "12", 1.0,
-              model="tiny", steps="4", prompt=None)  # fmt: skip
+    watercolour = load_preset("watercolour").settings
+    path = fn(str(short_clip), None, "watercolour", "strength", "0.3\n0.5\n", "seed", "1, 2", "12", 1.0,
+              model="tiny", steps="4", prompt=watercolour["prompt"], guidance=str(watercolour["guidance"]),
+              start=0.0, max_side=None)  # fmt: skip
     assert seen["input"] == str(short_clip)
     assert seen["vary"] == [("strength", ["0.3", "0.5"]), ("seed", ["1", "2"])]
     assert (seen["at"], seen["frames"]) == ("12", 1)
+    assert seen["settings"] == {"preset": "watercolour", "model": "tiny", "steps": 4}
     assert path == seen["output"] and path.endswith(".png")
-    assert seen["config"].model == "tiny" and seen["config"].steps == 4
-    assert seen["config"].prompt.startswith("a watercolour")  # the preset's, as prompt was left out
     assert seen["cancel"] is not None
+
+
+def test_try_endpoint_returns_the_grid(served, short_clip):
+    """/try through gradio_client: a real grid of two looks from the tiny model."""
+    import cv2
+
+    app, url = served
+    grid = Client(url, verbose=False).predict(video=handle_file(str(short_clip)), prompt="a frog", model="tiny",
+                                              steps=2, max_side=64, vary_1="seed", values_1="1, 2", at="3",
+                                              api_name="/try")  # fmt: skip
+    assert cv2.imread(grid) is not None
+    cells = app.jobs.last_try.cells
+    assert [c.settings for c in cells] == [{"seed": 1}, {"seed": 2}]
+    assert [c.command.split("--seed ")[1].split()[0] for c in cells] == ["1", "2"]
+    assert all("--start" in c.command for c in cells)  # the moment `at` picked, as a stylize command takes it
 
 
 def test_jobs_wait_their_turn_and_the_last_one_is_scored(served, short_clip):
@@ -183,30 +201,6 @@ def test_it_serves_its_own_outputs_and_nothing_else(served, short_clip, tmp_path
     assert status(elsewhere) == 403
     assert status(short_clip) == 403
     assert status("/etc/passwd") == 403
-
-
-def test_try_endpoint_returns_the_grid(served, short_clip, monkeypatch):
-    """/try through gradio_client, with try_looks stubbed (it is built beside the UI): the grid comes back."""
-    import sys
-    import types
-
-    import cv2
-    import numpy as np
-
-    def fake_try_looks(input, output, config=None, *, vary=(), at="0", frames=1, parts=None, on_progress=None,
-                       cancel=None, **settings):  # fmt: skip
-        cv2.imwrite(output, np.full((48, 128, 3), 200, np.uint8))
-        cells = [_Cell(0, i, {name: value}, f"vidiff stylize --{name} {value}")
-                 for name, values in vary for i, value in enumerate(values)]  # fmt: skip
-        return types.SimpleNamespace(path=output, cells=cells)
-
-    monkeypatch.setitem(sys.modules, "vidiff.tryout", types.SimpleNamespace(try_looks=fake_try_looks))
-    app, url = served
-    monkeypatch.setattr(app.jobs, "_parts_for", lambda config: None)
-    grid = Client(url, verbose=False).predict(video=handle_file(str(short_clip)), prompt="a frog", model="tiny",
-                                              vary_1="strength", values_1="0.3\n0.6", api_name="/try")  # fmt: skip
-    assert cv2.imread(grid).shape == (48, 128, 3)
-    assert [c.settings for c in app.jobs.last_try.cells] == [{"strength": "0.3"}, {"strength": "0.6"}]
 
 
 def test_the_status_shows_frames_rate_time_left_and_the_latest_frame():

@@ -20,6 +20,7 @@ import gradio as gr
 from ..errors import Interrupted, VidiffError
 from ..settings.config import Config
 from ..settings.presets import list_presets, load_preset
+from ..tryout import OWN_SETTINGS
 from .controls import MAIN, make_controls, to_settings, values_for
 from .jobs import Jobs
 
@@ -65,13 +66,14 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
                 described = gr.Markdown()
                 controls = _laid_out_controls()
             with gr.Column(scale=3):
+                # the job in progress, Stylize's or Try's
+                status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
                 with gr.Tabs():
                     with gr.Tab("Stylize"):
                         with gr.Row():
                             run = gr.Button("Stylize", variant="primary", elem_id="vidiff-stylize")
                             stop = gr.Button("Stop", variant="stop", elem_id="vidiff-stop")
                             resume = gr.Button("Resume", elem_id="vidiff-resume")
-                        status = gr.HTML(jobs.status.html(), elem_id="vidiff-status-box")
                         with gr.Row():
                             source_view = gr.Video(label="source", interactive=False, elem_id="vidiff-source")
                             result_view = gr.Video(label="result (plays in step with the source)", interactive=False,
@@ -81,20 +83,24 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
                         figures = gr.Markdown(label="flicker", elem_id="vidiff-figures")
                         plot = gr.Image(label="warp error per frame", show_label=False, interactive=False, height=240)
                     with gr.Tab("Try"):
-                        gr.Markdown("A grid of looks on a few frames, before the long render: the rows and the columns "
-                                    "each vary one setting (one value per line); the others are the ones at the left.")
-                        names = list(controls)
+                        gr.Markdown("A grid of looks on a few frames, before the long render (`vidiff try`): the "
+                                    "columns vary one setting (or the preset), the rows another; the other settings "
+                                    "are the ones at the left.")
+                        axes = ["preset", *(name for name in controls if name not in OWN_SETTINGS)]
+                        values_info = "One a line, or comma-separated (quote a value with commas); ranges: 1..8, 0.2..0.8:0.2."
                         with gr.Row():
-                            vary_1 = gr.Dropdown(choices=names, value="strength", label="vary_1")
-                            values_1 = gr.Textbox(label="values_1", lines=3, value="0.3\n0.5\n0.7")
+                            vary_1 = gr.Dropdown(choices=axes, value="strength", label="vary_1", info="The columns.")
+                            values_1 = gr.Textbox(label="values_1", lines=3, value="0.3, 0.5, 0.7", info=values_info)
                         with gr.Row():
-                            vary_2 = gr.Dropdown(choices=names, value=None, label="vary_2")
-                            values_2 = gr.Textbox(label="values_2", lines=3)
+                            vary_2 = gr.Dropdown(choices=axes, value=None, label="vary_2", info="The rows (optional).")
+                            values_2 = gr.Textbox(label="values_2", lines=3, info=values_info)
                         with gr.Row():
-                            at = gr.Textbox(label="at", value="0", info="Where in the video: a frame number, or seconds (2.5s).")
+                            at = gr.Textbox(label="at", value="0", info="Where in the video: a frame number (48), seconds (1.5s) or a time (00:01.5).")
                             frames = gr.Number(label="frames", value=TRY_FRAMES, precision=0,
                                                info="1 gives a picture; more give a short video grid.")
-                        tried = gr.Button("Try", variant="primary", elem_id="vidiff-try")
+                        with gr.Row():
+                            tried = gr.Button("Try", variant="primary", elem_id="vidiff-try")
+                            stop_try = gr.Button("Stop", variant="stop")
                         grid = gr.File(label="grid", interactive=False, height=60)
                         grid_image = gr.Image(label="looks", interactive=False)
                         grid_video = gr.Video(label="looks", interactive=False, visible=False)
@@ -106,12 +112,17 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
             return str(jobs.stylize(_input(video, video_path), _config(preset, settings)))
 
         def _try(video, video_path, preset, vary_1, values_1, vary_2, values_2, at, frames, **settings) -> str:
-            vary = [(name, [v.strip() for v in str(values).splitlines() if v.strip()])
-                    for name, values in ((vary_1, values_1), (vary_2, values_2)) if name and values]  # fmt: skip
+            vary = [(name, _values(values)) for name, values in ((vary_1, values_1), (vary_2, values_2))
+                    if name and values and str(values).strip()]  # fmt: skip
+            chosen = preset if preset and preset != NO_PRESET else None
+            # the controls hold the preset's values (or the defaults) plus the user's changes: only the changes
+            # go over each cell's preset, so that a varied preset shows
+            defaults = asdict(Config(**(load_preset(chosen).settings if chosen else {})))
+            changes = {name: value for name, value in to_settings(settings).items()
+                       if name not in OWN_SETTINGS and value != defaults[name]}  # fmt: skip
             count = int(frames or TRY_FRAMES)
-            result = jobs.try_looks(_input(video, video_path), _config(preset, settings), vary, str(at or "0"), count)
-            jobs.last_try = result
-            return str(result.path)
+            jobs.last_try = jobs.try_looks(_input(video, video_path), vary, str(at or "0"), count, chosen, **changes)
+            return str(jobs.last_try.path)
 
         def _resume() -> str:
             return str(jobs.resume())
@@ -157,6 +168,7 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
             _shown, outputs=[source_view, result_view], api_visibility="private"
         )
         stop.click(_stop, api_name="stop", queue=False)
+        stop_try.click(_stop, queue=False, api_visibility="private")
         tried.click(
             _named(_try, ["video", "video_path", "preset", "vary_1", "values_1", "vary_2", "values_2", "at", "frames"],
                    controls),
@@ -207,6 +219,15 @@ def _input(video: str | None, video_path: str | None) -> str:
 
     probe(path)  # not a video: one line saying so, before anything else
     return path
+
+
+def _values(text: str) -> list[str]:
+    """An axis's values: one a line, or comma-separated as `vidiff try --vary` takes them (a value with commas
+    quoted: "a carving, oak", "a statue"); ranges such as 1..8 or 0.2..0.8:0.2 as there too."""
+    from ..tryout import parse_vary
+
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines if len(lines) > 1 else parse_vary(f"values={lines[0]}")[1] if lines else []
 
 
 def _as_text(settings: Any) -> str:

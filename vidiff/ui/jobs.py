@@ -129,16 +129,23 @@ class Jobs:
         self._update(message="stopping after the frames in progress…")
         return True
 
-    def try_looks(self, input: str, config: Config, vary: list[tuple[str, list[str]]], at: str, frames: int):
-        """A grid of looks (vidiff try) on a few frames of `input`; returns try_looks' TryResult."""
-        from ..tryout import try_looks  # built beside the UI; imported when first used
+    def try_looks(self, input: str, vary: list[tuple[str, list[str]]], at: str, frames: int,
+                  preset: str | None = None, **settings):  # fmt: skip
+        """A grid of looks (`vidiff try`) on a few frames of `input`; returns try_looks' TryResult. `preset`
+        and `settings` are the cells' common settings, as try_looks takes them."""
+        from ..settings.presets import load_preset
+        from ..tryout import try_looks
 
         self._tries += 1
         output = self.root / "tries" / f"{self._tries:04d}" / ("grid.png" if frames == 1 else "grid.mp4")
         output.parent.mkdir(parents=True, exist_ok=True)
+        # every cell shares the parts unless an axis may change them (then try_looks loads each set)
+        varied = {key.lstrip("-").replace("-", "_") for key, _ in vary}
+        shared = not varied & {*PART_SETTINGS, "preset"}
+        common = Config(**{**(load_preset(preset).settings if preset else {}), **settings})
         return self._guarded(lambda cancel: try_looks(
-            input, str(output), config, vary=vary, at=at, frames=frames, parts=self._parts_for(config),
-            on_progress=self._progressed, cancel=cancel,
+            input, str(output), vary=vary, at=at, frames=frames, parts=self._parts_for(common) if shared else None,
+            on_progress=self._progressed, cancel=cancel, **({"preset": preset} if preset else {}), **settings,
         ))  # fmt: skip
 
     def score(self):
