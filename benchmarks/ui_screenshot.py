@@ -41,6 +41,7 @@ def main() -> None:
     from PIL import Image
 
     from vidiff.demo import make_demo_clip
+    from vidiff.models.tiny import TRAINED_TINY
     from vidiff.ui.app import serve
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -54,7 +55,7 @@ def main() -> None:
                 tab.get_by_role("option", name="wooden-carving", exact=True).click()
                 # the preset's values fill the controls before ours go over them
                 tab.wait_for_function("() => document.querySelector('#setting-prompt textarea').value.includes('wooden')")
-                settings = {"model": os.path.relpath(HERE / "tiny-trained"), "steps": 8, "max_side": 192}
+                settings = {"model": os.path.relpath(TRAINED_TINY), "steps": 8, "max_side": 192}
                 for name, value in settings.items():
                     set_setting(tab, name, value)
                 tab.click("#vidiff-stylize")

@@ -68,12 +68,16 @@ def upload(tab, video: str | Path) -> None:
 
 def result_duration(tab, timeout_ms: int = 60_000, src_not: str | None = None) -> float:
     """Wait for the result player to hold a video the browser can play (a new one: not `src_not`);
-    returns its duration."""
+    returns its duration. A job that fails instead raises with the page's message."""
     tab.wait_for_function(
         """(old) => { const v = document.querySelector('#vidiff-result video');
-                      return v && v.src && v.src !== old && v.readyState >= 1 && v.duration > 0; }""",
+                      const s = document.querySelector('#vidiff-status');
+                      return (s && s.dataset.state === 'failed')
+                             || (v && v.src && v.src !== old && v.readyState >= 1 && v.duration > 0); }""",
         arg=src_not or "", timeout=timeout_ms,
     )  # fmt: skip
+    if status(tab).get("state") == "failed":
+        raise AssertionError(f"the job failed: {tab.inner_text('#vidiff-status')}")
     return tab.evaluate("document.querySelector('#vidiff-result video').duration")
 
 
