@@ -85,6 +85,14 @@ def stylize_video(
     """
     began = time.perf_counter()
     config = (config or Config()).replace(**settings)
+    if config.ray is not None:
+        # many workers, each loading its own model, on a Ray cluster: distributed/ray_run.py
+        from .distributed.ray_run import stylize_on_ray
+
+        if parts is not None or on_progress is not None:
+            raise VidiffError("with ray, each worker loads its own model and keeps its frames: leave out parts and "
+                              "on_progress")  # fmt: skip
+        return stylize_on_ray(input, output, config, progress=progress, cancel=cancel)
 
     # 1. Check the settings, the input and the output, and find the shots, before any expensive work
     plan = plan_run(input, output, config)
@@ -150,6 +158,46 @@ def stylize_video(
     assemble(segments, output, plan.info.fps, frames, audio_source=input, audio_start=plan.start_seconds)
     work.remove()
     return RunResult(str(output), frames, time.perf_counter() - began, plan.size)
+
+
+def stylize_chunk(
+    parts: ModelParts,
+    plan: RunPlan,
+    shot: Shot,
+    checkpoint: Checkpoint,
+    end: int | None,
+    folder: ShotFolder,
+    *,
+    warmup_first: int | None = None,
+    frames_dir: Path | None = None,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> None:
+    """Frames [checkpoint.next_frame, end) of `shot` into `folder`'s segments, exactly as stylize_video
+    makes them from that checkpoint (`end` None: to the input's end); what a distributed run's worker
+    does with a chunk. With `warmup_first` (and no state in the checkpoint) frames [warmup_first,
+    next_frame) are processed first from an empty state, not kept, so that chained settings settle."""
+    batch_size = plan.config.batch_size or default_batch_size(parts.device, plan.size)
+    keep_from = checkpoint.next_frame
+    first = keep_from if warmup_first is None or checkpoint.state is not None else warmup_first
+    stop_requested = cancel.is_set if cancel is not None else (lambda: False)
+    counter = _Counter(0, (end or plan.frames) - keep_from, tqdm(disable=True), on_progress)
+    reader = plan.open_reader()
+    with _processor(parts, plan, batch_size) as processor, reader, Writer() as writer:
+        with Prefetch(reader.frames(first, shot.source_first, shot.first)) as prefetched:
+            stream = _FrameStream(prefetched, first)
+            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame
+            state = None
+            while first < keep_from:
+                frames = stream.read(first, processor.window_end(first, *segment_bounds(first, shot.first, keep_from)))
+                if not frames:
+                    break
+                state = _process(processor, frames, first, state, plan)[-1].state
+                first += len(frames)
+            if state is not None:
+                checkpoint = Checkpoint(keep_from, processor.export_state(state))
+            _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan, frames_dir, stop_requested,
+                      counter)  # fmt: skip
 
 
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
