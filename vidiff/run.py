@@ -169,18 +169,16 @@ def stylize_chunk(
     folder: ShotFolder,
     *,
     warmup_first: int | None = None,
-    frames_dir: Path | None = None,
-    cancel: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> None:
     """Frames [checkpoint.next_frame, end) of `shot` into `folder`'s segments, exactly as stylize_video
     makes them from that checkpoint (`end` None: to the input's end); what a distributed run's worker
     does with a chunk. With `warmup_first` (and no state in the checkpoint) frames [warmup_first,
-    next_frame) are processed first from an empty state, not kept, so that chained settings settle."""
+    next_frame) are processed first from an empty state, not kept, so that chained settings settle.
+    --save-frames writes where this runs."""
     batch_size = plan.config.batch_size or default_batch_size(parts.device, plan.size)
     keep_from = checkpoint.next_frame
     first = keep_from if warmup_first is None or checkpoint.state is not None else warmup_first
-    stop_requested = cancel.is_set if cancel is not None else (lambda: False)
     counter = _Counter(0, (end or plan.frames) - keep_from, tqdm(disable=True), on_progress)
     reader = plan.open_reader()
     with _processor(parts, plan, batch_size) as processor, reader, Writer() as writer:
@@ -196,8 +194,8 @@ def stylize_chunk(
                 first += len(frames)
             if state is not None:
                 checkpoint = Checkpoint(keep_from, processor.export_state(state))
-            _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan, frames_dir, stop_requested,
-                      counter)  # fmt: skip
+            _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan,
+                      _frames_dir(plan.config.save_frames), lambda: False, counter)  # fmt: skip
 
 
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:

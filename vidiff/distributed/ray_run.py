@@ -108,7 +108,7 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
     # 2. The workers, and the chunks handed out to them
     if todo:
         with _connected(ray, config.ray):
-            pool = _start_workers(ray, plan, min(_worker_count(ray, config), len(todo)))
+            pool = _start_workers(ray, plan, min(_worker_count(ray, config), len(todo)), len(todo))
             bar = tqdm(total=total, initial=done, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
             with bar:
                 _run_jobs(ray, pool, todo, bar, cancel, work.path)
@@ -179,7 +179,7 @@ def _gpus_per_worker(ray, config: Config) -> float:
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
-def _start_workers(ray, plan: RunPlan, count: int) -> _Pool:
+def _start_workers(ray, plan: RunPlan, count: int, chunks: int) -> _Pool:
     """`count` workers, each loading the model once. Each takes a CPU (and its GPUs); torch gets that one core
     in each: run more workers, not more threads."""
     gpus = _gpus_per_worker(ray, plan.config)
@@ -193,7 +193,7 @@ def _start_workers(ray, plan: RunPlan, count: int) -> _Pool:
         worker = remote.remote(plan, identity, shared, 1)
         pool.idle.append(worker)
         pool.names[worker] = number + 1
-    log.info(f"on Ray: {count} worker(s), {gpus:g} GPU each")
+    log.info(f"on Ray: {count} worker(s), {gpus:g} GPU each, for {chunks} chunk(s) of work")
     return pool
 
 

@@ -1,0 +1,100 @@
+"""Runs on a local Ray started for this module: the frames equal the single-process run's, and a killed
+driver resumes. Ray takes seconds to start, so the module starts it once and keeps its clips short."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from helpers import cut_clip, read_frames
+from vidiff.io.workfolder import SEGMENT_FRAMES
+from vidiff.run import stylize_video
+
+ray = pytest.importorskip("ray")
+
+# shot 0 is longer than a segment, so it can be cut into chunks and a killed run can resume inside it
+BEFORE, AFTER = SEGMENT_FRAMES + 12, 30
+BASE = dict(model="tiny", prompt="a wooden carving", steps=2, strength=0.5, max_side=64)
+# the presets' stack: each frame depends on the one before, within its shot
+CHAINED = dict(BASE, noise="fixed", flow_blend=0.2, fusion=1.0, fusion_end=0.3, color_match=True)
+INDEPENDENT = dict(BASE, noise="per-frame")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return cut_clip(tmp_path_factory.mktemp("ray") / "two shots.mp4", BEFORE, AFTER)
+
+
+@pytest.fixture(scope="module")
+def chained_reference(clip, tmp_path_factory):
+    """The single-process run, uninterrupted."""
+    out = tmp_path_factory.mktemp("reference") / "out.mp4"
+    stylize_video(clip, out, **CHAINED)
+    return read_frames(out)
+
+
+def same_frames(found, expected) -> None:
+    assert len(found) == len(expected) == BEFORE + AFTER
+    assert all(np.array_equal(a, b) for a, b in zip(found, expected))
+
+
+def test_two_shots_on_two_workers_give_the_single_process_frames(cluster, clip, chained_reference, tmp_path):
+    out = tmp_path / "out.mp4"
+    result = stylize_video(clip, out, ray="local", workers=2, **CHAINED)
+    assert result.frames == BEFORE + AFTER
+    same_frames(read_frames(out), chained_reference)
+    assert not (tmp_path / "out.mp4.vidiff").exists()
+
+
+def test_chunks_of_frame_independent_settings_give_the_single_process_frames(cluster, clip, tmp_path, caplog):
+    plain, out = tmp_path / "plain.mp4", tmp_path / "out.mp4"
+    stylize_video(clip, plain, **INDEPENDENT)
+    with caplog.at_level(logging.INFO, logger="vidiff"):
+        stylize_video(clip, out, ray="local", workers=2, chunk=SEGMENT_FRAMES, **INDEPENDENT)
+    # frames 0-47 and 48-59 of shot 0, and shot 1
+    assert any("for 3 chunk(s)" in record.message for record in caplog.records)
+    same_frames(read_frames(out), read_frames(plain))
+
+
+def test_a_driver_killed_with_sigkill_resumes_with_the_same_frames(cluster, clip, chained_reference, tmp_path, caplog):
+    out = tmp_path / "out.mp4"
+    options = [arg for key, value in CHAINED.items() for arg in _option(key, value)]
+    args = [sys.executable, "-m", "vidiff", "stylize", str(clip), str(out), *options, "--ray", cluster,
+            "--workers", "2", "-q"]  # fmt: skip
+    process = subprocess.Popen(args, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE)
+    work = tmp_path / "out.mp4.vidiff"
+    deadline = time.monotonic() + 120
+    # shot 0's first segment kept: the driver dies while shot 0 is half done
+    while time.monotonic() < deadline and process.poll() is None and not list(work.glob("chunk-000000/segment-*")):
+        time.sleep(0.02)
+    assert process.poll() is None, f"the driver ended before it could be killed: {process.stderr.read()}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+
+    with caplog.at_level(logging.INFO, logger="vidiff"):
+        stylize_video(clip, out, ray=cluster, workers=2, **CHAINED)
+    resumed = [record.message for record in caplog.records if record.message.startswith("resuming")]
+    assert resumed and not resumed[0].startswith("resuming: 0 ")
+    same_frames(read_frames(out), chained_reference)
+
+
+def _option(key: str, value) -> list[str]:
+    name = "--" + key.replace("_", "-")
+    if value is True:
+        return [name]
+    return [name, str(value)]
