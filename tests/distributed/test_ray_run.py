@@ -8,19 +8,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from helpers import cut_clip, read_frames
+from vidiff.errors import Interrupted
 from vidiff.io.workfolder import SEGMENT_FRAMES
 from vidiff.run import stylize_video
 
 ray = pytest.importorskip("ray")
 
 # shot 0 is longer than a segment, so it can be cut into chunks and a killed run can resume inside it
-BEFORE, AFTER = SEGMENT_FRAMES + 12, 30
+BEFORE, AFTER = SEGMENT_FRAMES + 12, 12
 BASE = dict(model="tiny", prompt="a wooden carving", steps=2, strength=0.5, max_side=64)
 # the presets' stack: each frame depends on the one before, within its shot
 CHAINED = dict(BASE, noise="fixed", flow_blend=0.2, fusion=1.0, fusion_end=0.3, color_match=True)
@@ -91,6 +93,37 @@ def test_a_driver_killed_with_sigkill_resumes_with_the_same_frames(cluster, clip
     resumed = [record.message for record in caplog.records if record.message.startswith("resuming")]
     assert resumed and not resumed[0].startswith("resuming: 0 ")
     same_frames(read_frames(out), chained_reference)
+
+
+def test_a_cancel_stops_every_worker_and_leaves_the_run_resumable(cluster, clip, tmp_path):
+    out, cancel = tmp_path / "out.mp4", threading.Event()
+    work = tmp_path / "out.mp4.vidiff"
+
+    def press_ctrl_c() -> None:  # as the command line's first Ctrl-C does, once shot 0 has a segment kept
+        while not cancel.is_set() and not list(work.glob("chunk-000000/segment-*")):
+            time.sleep(0.02)
+        cancel.set()
+
+    watcher = threading.Thread(target=press_ctrl_c, daemon=True)
+    watcher.start()
+    began = time.monotonic()
+    with pytest.raises(Interrupted, match="run the same command again to resume"):
+        stylize_video(clip, out, ray="local", workers=2, cancel=cancel, **INDEPENDENT)
+    cancel.set()
+    assert not out.exists()
+    assert list(work.glob("chunk-000000/segment-*"))
+    # the workers were stopped, not waited for: a new run gets both CPUs of the module's Ray at once
+    assert ray.available_resources().get("CPU", 0) == 2 or _freed_within(5)
+    assert time.monotonic() - began < 120
+
+
+def _freed_within(seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) == 2:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _option(key: str, value) -> list[str]:

@@ -111,7 +111,7 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
             pool = _start_workers(ray, plan, min(_worker_count(ray, config), len(todo)), len(todo))
             bar = tqdm(total=total, initial=done, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
             with bar:
-                _run_jobs(ray, pool, todo, bar, cancel, work.path)
+                _run_jobs(ray, pool, todo, bar, cancel, lambda: _stopped(jobs, work.path))
 
     # 3. Join every chunk's segments, add the audio, and put the video at OUTPUT
     segments = [path for job in jobs for path in job.folder.segment_files]
@@ -197,7 +197,13 @@ def _start_workers(ray, plan: RunPlan, count: int, chunks: int) -> _Pool:
     return pool
 
 
-def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event | None, where: Path) -> None:
+def _stopped(jobs: list[_Job], where: Path) -> Interrupted:
+    kept, total = sum(job.frames_done() for job in jobs), max(job.chunk.end or job.chunk.shot.end for job in jobs)
+    return Interrupted(f"interrupted with {kept} of {total} frames kept (each worker's unfinished segment is made "
+                       f"again); run the same command again to resume (the work so far is in {where})")  # fmt: skip
+
+
+def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event | None, stopped) -> None:
     """Hand the chunks to the workers until all are done, keeping each segment as it arrives."""
     from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
@@ -211,8 +217,7 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
                 events = worker.run.options(num_returns="streaming").remote(job.chunk, start.state, start.next_frame)
                 pool.running[events] = (worker, job)
             if cancel is not None and cancel.is_set():
-                raise Interrupted(f"interrupted after {bar.n} of {bar.total} frames; run the same command again to "
-                                  f"resume (the work so far is in {where})")  # fmt: skip
+                raise stopped()
             ready, _ = ray.wait(list(pool.running), num_returns=1, timeout=POLL_SECONDS)
             for events in ready:
                 worker, job = pool.running[events]
