@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -186,16 +186,30 @@ def stylize_chunk(
             stream = _FrameStream(prefetched, first)
             # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame
             state = None
+            anchor = _shot_anchor(processor, plan, shot) if shot.first < first < keep_from else None
             while first < keep_from:
                 frames = stream.read(first, processor.window_end(first, *segment_bounds(first, shot.first, keep_from)))
                 if not frames:
                     break
                 state = _process(processor, frames, first, state, plan)[-1].state
+                if anchor is not None:
+                    # colours are matched to the shot's first frame, as in a run of the whole shot, not the warm-up's
+                    state = replace(state, anchor=anchor)
                 first += len(frames)
             if state is not None:
                 checkpoint = Checkpoint(keep_from, processor.export_state(state))
             _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan,
                       _frames_dir(plan.config.save_frames), lambda: False, counter)  # fmt: skip
+
+
+def _shot_anchor(processor: Processor, plan: RunPlan, shot: Shot):
+    """The shot's first stylised frame, the colour reference of its frames (None without colour matching):
+    it starts from an empty state, so it is the frame a run of the whole shot makes."""
+    if not plan.config.color_match:
+        return None
+    with plan.open_reader() as reader:
+        frame = next(reader.frames(shot.first, shot.source_first, shot.first), None)
+    return None if frame is None else _process(processor, [frame], shot.first, None, plan)[0].state.anchor
 
 
 def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
