@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from helpers import cut_clip, read_frames
@@ -92,6 +93,34 @@ def test_a_driver_killed_with_sigkill_resumes_with_the_same_frames(cluster, clip
         stylize_video(clip, out, ray=cluster, workers=2, **CHAINED)
     resumed = [record.message for record in caplog.records if record.message.startswith("resuming")]
     assert resumed and not resumed[0].startswith("resuming: 0 ")
+    same_frames(read_frames(out), chained_reference)
+
+
+def test_a_worker_that_dies_has_its_chunk_made_again_by_another(cluster, clip, chained_reference, tmp_path, caplog):
+    out = tmp_path / "out.mp4"
+    killed = []
+
+    def kill_a_worker() -> None:  # SIGKILL the first worker seen stylising (a child of this session's Ray)
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for process in psutil.Process().children(recursive=True):
+                try:
+                    if process.name().startswith("ray::ChunkWorker.run"):
+                        time.sleep(0.3)  # some frames into its chunk
+                        process.send_signal(signal.SIGKILL)
+                        killed.append(process.pid)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    with caplog.at_level(logging.INFO, logger="vidiff"):
+        stylize_video(clip, out, ray="local", workers=2, **CHAINED)
+    killer.join()
+    assert killed
+    assert any("died at frames" in record.message for record in caplog.records)
     same_frames(read_frames(out), chained_reference)
 
 

@@ -69,6 +69,7 @@ class _Pool:
 
     idle: list = field(default_factory=list)
     running: dict = field(default_factory=dict)  # the stream of a worker's events -> (worker, job)
+    reviving: dict = field(default_factory=dict)  # a call that answers once a restarted worker is back -> worker
     names: dict = field(default_factory=dict)  # worker -> its number, for the messages
 
 
@@ -218,8 +219,11 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
                 pool.running[events] = (worker, job)
             if cancel is not None and cancel.is_set():
                 raise stopped()
-            ready, _ = ray.wait(list(pool.running), num_returns=1, timeout=POLL_SECONDS)
+            ready, _ = ray.wait([*pool.running, *pool.reviving], num_returns=1, timeout=POLL_SECONDS)
             for events in ready:
+                if events in pool.reviving:
+                    _revived(ray, pool, events)
+                    continue
                 worker, job = pool.running[events]
                 try:
                     event = ray.get(next(events))
@@ -238,8 +242,23 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
                     continue
                 _keep(event, job, bar)
     finally:
-        for worker in list(pool.idle) + [worker for worker, _job in pool.running.values()]:
+        for worker in [*pool.idle, *pool.reviving.values(), *(worker for worker, _job in pool.running.values())]:
             ray.kill(worker)  # Ctrl-C or an error: every worker stops now
+
+
+def _revived(ray, pool: _Pool, call) -> None:
+    """A restarted worker answered (it is idle again), or is still restarting, or is gone for good."""
+    from ray.exceptions import ActorDiedError, RayActorError
+
+    worker = pool.reviving.pop(call)
+    try:
+        ray.get(call)
+    except ActorDiedError:
+        return
+    except RayActorError:  # not back yet
+        pool.reviving[worker.where.remote()] = worker
+        return
+    pool.idle.append(worker)
 
 
 def _lost(pool: _Pool, worker, job: _Job, bar, permanently: bool) -> None:
@@ -253,8 +272,9 @@ def _lost(pool: _Pool, worker, job: _Job, bar, permanently: bool) -> None:
                           "times; see the workers' logs (Ray's session folder, /tmp/ray/session_latest/logs) and run the "
                           "same command to resume")  # fmt: skip
     if not permanently:
-        pool.idle.append(worker)  # Ray restarts it (and loads the model again)
-    elif not pool.idle and not pool.running:
+        # Ray restarts it (and it loads the model again); meanwhile the chunk goes to another worker
+        pool.reviving[worker.where.remote()] = worker
+    elif not pool.idle and not pool.running and not pool.reviving:
         raise VidiffError("every Ray worker died; see the workers' logs (/tmp/ray/session_latest/logs) and run the "
                           "same command to resume")  # fmt: skip
     log.warning(f"worker {pool.names[worker]} died at frames {chunk.first}-{(chunk.end or chunk.shot.end) - 1}; "
