@@ -69,12 +69,19 @@ GIVEN = {
     "cadence_threshold": (["--cadence-threshold", "0.2"], 0.2),
     "vae": (["--vae", "tiny"], "tiny"),
     "compile": (["--compile"], True),
+    "ray": (["--ray", "local"], "local"),
+    "workers": (["--workers", "2"], 2),
+    "gpus_per_worker": (["--gpus-per-worker", "0.5"], 0.5),
+    "chunk": (["--chunk", "96"], 96),
+    "chunk_warmup": (["--chunk-warmup", "4"], 4),
     "overwrite": (["--overwrite"], True),
     "restart": (["--restart"], True),
     "save_frames": (["--save-frames", "frames"], "frames"),
 }
 # What a run may resume across: none of these changes an output pixel.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame"}
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame",
+                      # where frames are made; the chunk layout enters the distributed work folder's own
+                      "ray", "workers", "gpus_per_worker", "chunk", "chunk_warmup"}
 
 
 def test_every_setting_is_listed_here():
