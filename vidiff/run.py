@@ -80,7 +80,8 @@ def stylize_video(
     it found them. `on_progress(Progress)` is called after each finished frame, in this thread.
     Setting `cancel` (from any thread) stops the run after the window in progress (one frame, or a
     batch): the work is saved and Interrupted is raised; calling again with the same arguments
-    resumes it, bit-identically. `progress` shows a progress bar on stderr.
+    resumes it, bit-identically. `progress` shows a progress bar on stderr. With `ray` set, the shots
+    (and chunks) are made by workers on a Ray cluster (vidiff/distributed/), each loading its own model.
     Raises VidiffError, with a message meant for the user, for anything the user can fix.
     """
     began = time.perf_counter()

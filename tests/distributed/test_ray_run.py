@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from helpers import cut_clip, read_frames
-from vidiff.errors import Interrupted
+from vidiff.errors import Interrupted, VidiffError
 from vidiff.io.workfolder import SEGMENT_FRAMES
 from vidiff.run import stylize_video
 
@@ -144,6 +144,12 @@ def test_a_cancel_stops_every_worker_and_leaves_the_run_resumable(cluster, clip,
     # the workers were stopped, not waited for: a new run gets both CPUs of the module's Ray at once
     assert ray.available_resources().get("CPU", 0) == 2 or _freed_within(5)
     assert time.monotonic() - began < 120
+
+
+def test_a_model_a_worker_cant_find_is_one_error_naming_the_machine(cluster, clip, tmp_path):
+    missing = tmp_path / "no such model"
+    with pytest.raises(VidiffError, match="^on .*: model not found: .*no such model"):
+        stylize_video(clip, tmp_path / "out.mp4", ray="local", workers=1, **dict(INDEPENDENT, model=str(missing)))
 
 
 def _freed_within(seconds: float) -> bool:

@@ -62,6 +62,10 @@ class _Job:
     def frames_done(self) -> int:
         return self.folder.frames_done
 
+    def frames_left(self) -> int:
+        chunk = self.chunk
+        return (chunk.end or chunk.shot.end) - chunk.first - self.frames_done()
+
 
 @dataclass
 class _Pool:
@@ -84,7 +88,7 @@ def import_ray():
 
 def stylize_on_ray(input, output, config: Config, *, progress: bool = False, cancel: threading.Event | None = None):
     """stylize_video's work on Ray workers (config.ray says where); the same result and work-folder contract."""
-    from ..run import RunResult  # here: run.py hands over to this module
+    from ..run import RunResult, _disk_errors  # here: run.py hands over to this module
 
     began = time.perf_counter()
     ray = import_ray()
@@ -108,7 +112,7 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
 
     # 2. The workers, and the chunks handed out to them
     if todo:
-        with _connected(ray, config.ray):
+        with _disk_errors(work.path), _connected(ray, config.ray):
             pool = _start_workers(ray, plan, min(_worker_count(ray, config), len(todo)), len(todo))
             bar = tqdm(total=total, initial=done, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
             with bar:
@@ -208,7 +212,8 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
     """Hand the chunks to the workers until all are done, keeping each segment as it arrives."""
     from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
-    pending = deque(todo)
+    # the longest first: a long shot started last would leave the other workers idle at the end
+    pending = deque(sorted(todo, key=lambda job: job.frames_left(), reverse=True))
     try:
         while pending or pool.running:
             while pending and pool.idle:
@@ -236,6 +241,8 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
                         raise VidiffError(err.cause.on_command_line()) from None
                     raise
                 except RayActorError as err:
+                    if err.actor_init_failed:  # a bug in the worker's start, not a lost machine
+                        raise
                     del pool.running[events]
                     _lost(pool, worker, job, bar, permanently=isinstance(err, ActorDiedError))
                     pending.appendleft(job)

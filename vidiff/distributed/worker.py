@@ -49,11 +49,17 @@ class ChunkWorker:
         # this process is the worker's own: its share of the machine's cores
         torch.set_num_threads(threads)
         self.scratch = Path(tempfile.mkdtemp(prefix="vidiff-worker-"))
-        self.plan = replace(plan, **_local_input(plan, identity, input_bytes, self.scratch))
-        self.parts = load_parts(plan.config)
+        # a problem the user can fix (a model this machine can't find) is told with the first chunk, in
+        # one line, rather than as an actor that died at its start
+        self.problem, self.parts = None, None
+        try:
+            self.plan = replace(plan, **_local_input(plan, identity, input_bytes, self.scratch))
+            self.parts = load_parts(plan.config)
+        except VidiffError as err:
+            self.problem = f"on {socket.gethostname()}: {err.on_command_line()}"
 
     def where(self) -> str:
-        return f"{socket.gethostname()} ({self.parts.device.type})"
+        return socket.gethostname()
 
     def run(self, chunk: Chunk, state: dict | None, next_frame: int):
         """Stylise `chunk` from `next_frame` (after the state `state`, None at the chunk's start). Yields
@@ -61,6 +67,8 @@ class ChunkWorker:
         ("end", frame) once the chunk ends, before frame `frame`."""
         from ..run import stylize_chunk
 
+        if self.problem is not None:
+            raise VidiffError(self.problem)
         events: queue.Queue = queue.Queue()
         folder = _Relay(self.scratch / chunk.name, chunk.first, events.put)
         tally = _Tally(events.put)
