@@ -224,6 +224,9 @@ def _run_jobs(ray, pool: _Pool, todo: list[_Job], bar, cancel: threading.Event |
                 pool.running[events] = (worker, job)
             if cancel is not None and cancel.is_set():
                 raise stopped()
+            if not (pool.running or pool.reviving):
+                raise VidiffError("every Ray worker died for good; see the workers' logs (/tmp/ray/session_latest/logs "
+                                  "on their machines) and run the same command to resume")  # fmt: skip
             ready, _ = ray.wait([*pool.running, *pool.reviving], num_returns=1, timeout=POLL_SECONDS)
             for events in ready:
                 if events in pool.reviving:
@@ -281,9 +284,6 @@ def _lost(pool: _Pool, worker, job: _Job, bar, permanently: bool) -> None:
     if not permanently:
         # Ray restarts it (and it loads the model again); meanwhile the chunk goes to another worker
         pool.reviving[worker.where.remote()] = worker
-    elif not pool.idle and not pool.running and not pool.reviving:
-        raise VidiffError("every Ray worker died; see the workers' logs (/tmp/ray/session_latest/logs) and run the "
-                          "same command to resume")  # fmt: skip
     log.warning(f"worker {pool.names[worker]} died at frames {chunk.first}-{(chunk.end or chunk.shot.end) - 1}; "
                 f"they go to the next free worker from frame {resume}")  # fmt: skip
 
