@@ -15,6 +15,7 @@ used for that: a retried task would start its chunk over and send the segments k
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -112,7 +113,7 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
 
     # 2. The workers, and the chunks handed out to them
     if todo:
-        with _disk_errors(work.path), _connected(ray, config.ray):
+        with _disk_errors(work.path), _connected(ray, config.ray, config.workers):
             pool = _start_workers(ray, plan, min(_worker_count(ray, config), len(todo)), len(todo))
             bar = tqdm(total=total, initial=done, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
             with bar:
@@ -130,7 +131,7 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
 
 
 @contextmanager
-def _connected(ray, where: str):
+def _connected(ray, where: str, workers: int | None):
     """Ray started here (local), or the cluster joined; left again afterwards. A program that called
     ray.init itself keeps its connection."""
     if ray.is_initialized():
@@ -140,9 +141,10 @@ def _connected(ray, where: str):
     if unreachable:
         raise VidiffError(f"--ray {where}: {unreachable}; start a cluster with `ray start --head`, or give --ray "
                           "local to start one on this machine")  # fmt: skip
-    address = "local" if where == "local" else where
+    # here, as many CPU workers as asked for may share the cores (each runs torch on one thread)
+    cpus = {"num_cpus": max(os.cpu_count() or 1, workers or 0)} if where == "local" else {}
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        ray.init(address=where, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **cpus)
     except Exception as err:  # Ray raises ConnectionError, RuntimeError or ValueError by case
         reason = " ".join(str(err).split())[:200]
         raise VidiffError(f"--ray {where}: can't reach a Ray cluster there ({reason}); start one with `ray start "
@@ -172,7 +174,10 @@ def _worker_count(ray, config: Config) -> int:
     per_worker = _gpus_per_worker(ray, config)
     count = config.workers or (max(1, int(gpus // per_worker)) if per_worker else 1)
     cpus = ray.cluster_resources().get("CPU", 0)
-    if count * per_worker > gpus or count > cpus:
+    if count * per_worker > gpus and config.ray == "local":
+        raise VidiffError(f"--workers {count} with {per_worker:g} GPU each need {count * per_worker:g} GPUs; this "
+                          f"machine has {gpus:g}: give fewer --workers, or a share with --gpus-per-worker 0.5")  # fmt: skip
+    if count * per_worker > gpus or count > cpus:  # a cluster may grow (an autoscaler): say so and wait
         log.warning(f"warning: {count} workers with {per_worker:g} GPU each need {count * per_worker:g} GPUs and "
                     f"{count} CPUs; the cluster has {gpus:g} and {cpus:g} now: the others wait for more")  # fmt: skip
     return count
@@ -181,6 +186,8 @@ def _worker_count(ray, config: Config) -> int:
 def _gpus_per_worker(ray, config: Config) -> float:
     if config.gpus_per_worker is not None:
         return config.gpus_per_worker
+    if config.device in ("cpu", "mps"):
+        return 0.0
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
