@@ -488,8 +488,9 @@ class Config:
     )
     chunk_warmup: int = setting(
         8,
-        "With `chunk`: frames before each chunk processed (not kept) so that flow-blend, fusion, warped noise "
-        "and the colour anchor settle before its first kept frame. Unused where frames are independent.",
+        "With `chunk`: frames before each chunk processed (not kept) so that flow-blend, fusion and warped "
+        "noise settle before its first kept frame (colours are matched to the shot's first frame, made again). "
+        "Unused where frames are independent.",
         (lambda v: _integer(v) and 0 <= v <= 10000, "must be a whole number of frames ≥ 0"),
         fingerprint=False, metavar="FRAMES",
     )
