@@ -185,11 +185,13 @@ def stylize_chunk(
     with _processor(parts, plan, batch_size) as processor, reader, Writer() as writer:
         with Prefetch(reader.frames(first, shot.source_first, shot.first)) as prefetched:
             stream = _FrameStream(prefetched, first)
-            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame
+            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame; its
+            # first frame alone, as a shot's first is (from an empty state, cadence diffuses it)
             state = None
             anchor = _shot_anchor(processor, plan, shot) if shot.first < first < keep_from else None
             while first < keep_from:
-                frames = stream.read(first, processor.window_end(first, *segment_bounds(first, shot.first, keep_from)))
+                bounds = segment_bounds(first, shot.first, keep_from)
+                frames = stream.read(first, first + 1 if state is None else processor.window_end(first, *bounds))
                 if not frames:
                     break
                 state = _process(processor, frames, first, state, plan)[-1].state
