@@ -6,6 +6,7 @@ import sys
 
 from click.testing import CliRunner
 
+from helpers import write_images
 from vidiff.cli import cli
 
 ARGS = ["--model", "tiny", "--prompt", "a wooden carving", "--steps", "2", "--no-cuts"]
@@ -34,3 +35,12 @@ def test_workers_without_ray_is_refused_on_the_command_line(clips, tmp_path):
     result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), str(tmp_path / "o.mp4"), *ARGS, "--workers", "2"])
     assert result.exit_code == 2
     assert "--workers" in result.stderr and "--ray" in result.stderr
+
+
+def test_an_image_sequence_is_refused_with_how_to_make_a_video_of_it(tmp_path):
+    write_images(tmp_path / "frames", ["frame_1.png", "frame_2.png"])
+    out = tmp_path / "out.mp4"
+    result = CliRunner().invoke(cli, ["stylize", str(tmp_path / "frames"), str(out), *ARGS, "--ray", "local"])
+    assert result.exit_code == 2
+    assert "video file" in result.stderr and "ffmpeg" in result.stderr
+    assert not out.exists()
