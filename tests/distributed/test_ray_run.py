@@ -9,17 +9,22 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 
 from helpers import cut_clip, read_frames
+from vidiff.distributed.worker import _local_input
 from vidiff.errors import Interrupted, VidiffError
 from vidiff.io.workfolder import SEGMENT_FRAMES
+from vidiff.plan import plan_run
 from vidiff.run import stylize_video
+from vidiff.settings.config import Config
 
 ray = pytest.importorskip("ray")
 
@@ -151,6 +156,21 @@ def test_a_model_a_worker_cant_find_is_one_error_naming_the_machine(cluster, cli
     missing = tmp_path / "no such model"
     with pytest.raises(VidiffError, match="^on .*: model not found: .*no such model"):
         stylize_video(clip, tmp_path / "out.mp4", ray="local", workers=1, **dict(INDEPENDENT, model=str(missing)))
+
+
+def test_a_machine_that_cant_see_the_input_gets_its_bytes_from_the_object_store(cluster, clip, tmp_path):
+    plan = plan_run(clip, tmp_path / "out.mp4", Config(**INDEPENDENT))
+    data = ray.put(clip.read_bytes())
+
+    @ray.remote(num_cpus=1)
+    def elsewhere(plan, data):  # identity that matches no file here, as on another machine
+        scratch = Path(tempfile.mkdtemp(prefix="vidiff-test-"))
+        found = _local_input(plan, {"size": -1}, data, scratch)
+        return found["input"], found["info"].path, Path(found["input"]).read_bytes()
+
+    path, info_path, copied = ray.get(elsewhere.remote(plan, [data]))
+    assert path == info_path != str(clip)
+    assert copied == clip.read_bytes()
 
 
 def _freed_within(seconds: float) -> bool:
