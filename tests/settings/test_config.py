@@ -70,6 +70,11 @@ GIVEN = {
     "cadence_threshold": (["--cadence-threshold", "0.2"], 0.2),
     "vae": (["--vae", "tiny"], "tiny"),
     "compile": (["--compile"], True),
+    "ray": (["--ray", "local"], "local"),
+    "workers": (["--workers", "2"], 2),
+    "gpus_per_worker": (["--gpus-per-worker", "0.5"], 0.5),
+    "chunk": (["--chunk", "96"], 96),
+    "chunk_warmup": (["--chunk-warmup", "4"], 4),
     "overwrite": (["--overwrite"], True),
     "restart": (["--restart"], True),
     "bit_depth": (["--bit-depth", "16"], 16),
@@ -78,7 +83,9 @@ GIVEN = {
 }
 # What a run may resume across: none of these changes an output pixel.
 # bit_depth: the segments are lossless whatever it says; it is applied when OUTPUT is written.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview"}
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview",
+                      # where frames are made; the chunk layout enters the distributed work folder's own
+                      "ray", "workers", "gpus_per_worker", "chunk", "chunk_warmup"}
 
 
 def test_every_setting_is_listed_here():

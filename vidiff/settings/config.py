@@ -465,6 +465,47 @@ class Config:
         _TRUE_OR_FALSE,
     )
 
+    # --- many GPUs, many machines (Ray; see vidiff/distributed/) ---
+    # None of these enters the fingerprint: where frames are made doesn't change them. Chunks with a
+    # warm-up do change the frames of chained settings; the distributed run's own work folder
+    # fingerprint holds the chunk layout (distributed/chunks.py)
+    ray: str | None = setting(
+        None,
+        "Run on Ray: local (start a Ray runtime on this machine), auto (join the cluster this machine belongs "
+        "to, after `ray start`), or a cluster's address (ray://host:10001). Needs pip install vidiff[ray].",
+        (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "must be local, auto or an address"),
+        fingerprint=False, metavar="local|auto|ADDRESS",
+    )
+    workers: int | None = setting(
+        None,
+        "With `ray`: how many workers, each loading the model once; if not given, one per GPU of the cluster "
+        "(or 1 without GPUs).",
+        (lambda v: v is None or (_integer(v) and 1 <= v <= 4096), "must be a whole number from 1 to 4096"),
+        fingerprint=False,
+    )
+    gpus_per_worker: float | None = setting(
+        None,
+        "With `ray`: the GPUs each worker reserves (0.5 puts two on a GPU); if not given, 1 where the cluster "
+        "has GPUs, else 0 (CPU workers).",
+        (lambda v: v is None or (_number(v) and 0 <= v <= 64), "must be a number of GPUs from 0 to 64"),
+        fingerprint=False,
+    )
+    chunk: int | None = setting(
+        None,
+        "With `ray`: split shots longer than this many frames into chunks (rounded up to whole 48-frame "
+        "segments) that workers take on their own; if not given, a shot is the unit of work.",
+        (lambda v: v is None or (_integer(v) and v >= 1), "must be a whole number of frames ≥ 1"),
+        fingerprint=False, metavar="FRAMES",
+    )
+    chunk_warmup: int = setting(
+        8,
+        "With `chunk`: frames before each chunk processed (not kept) so that flow-blend, fusion and warped "
+        "noise settle before its first kept frame (colours are matched to the shot's first frame, made again). "
+        "Unused where frames are independent.",
+        (lambda v: _integer(v) and 0 <= v <= 10000, "must be a whole number of frames ≥ 0"),
+        fingerprint=False, metavar="FRAMES",
+    )
+
     # --- the output (none of these changes an output pixel: a run resumes across them) ---
     overwrite: bool = setting(
         False, "Replace an existing OUTPUT; without it vidiff refuses to.", _TRUE_OR_FALSE, fingerprint=False
@@ -519,6 +560,10 @@ class Config:
                 "canny_low", self.canny_low, f"must not be above canny_high ({self.canny_high})",
                 mentions=("canny_high",),
             )
+        for name in ("workers", "gpus_per_worker", "chunk"):
+            if self.ray is None and getattr(self, name) is not None:
+                raise ConfigError(name, getattr(self, name), "acts only on a Ray run: add ray (local, auto or an "
+                                  "address)", mentions=("ray",))  # fmt: skip
         lowest = min(values_of("strength", self.strength))
         if int(self.steps * lowest) < 1:
             raise ConfigError(
