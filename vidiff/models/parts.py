@@ -45,6 +45,7 @@ class ModelParts:
     embedding: tuple[str, ...] = ()
     controlnet: tuple[str, ...] = ()
     vae_source: str = "full"  # --vae: "full" (the model's own), "tiny", or where another VAE came from
+    motion_adapter: str | None = None  # --motion-adapter: the UNet is then a UNetMotionModel
 
 
 def _looks_like_path(model: str) -> bool:
