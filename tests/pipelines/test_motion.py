@@ -192,3 +192,26 @@ def test_bad_motion_input_is_one_line_and_exit_2(adapters, clips, tmp_path, opti
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert len(result.stderr.strip().splitlines()) == 1 and words in result.stderr, result.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_image_and_motion_loras_fuse_into_the_motion_unet(motion_parts, adapters, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from helpers import write_tiny_lora
+
+    # a motion LoRA (as guoyww's camera-motion LoRAs are): layers on the motion modules' attention only
+    unet = load_parts("tiny", "cpu", "fp32", motion_adapter=str(adapters / "fits")).unet
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        unet.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=r".*motion_modules.*\.(to_q|to_k|to_v)",
+                                    init_lora_weights=False))  # fmt: skip
+    StableDiffusionPipeline.save_lora_weights(tmp_path / "motion-lora", unet_lora_layers=get_peft_model_state_dict(unet))
+    loras = [str(write_tiny_lora(tmp_path / "lora")), str(tmp_path / "motion-lora" / "pytorch_lora_weights.safetensors")]
+    parts = load_parts("tiny", "cpu", "fp32", motion_adapter=str(adapters / "fits"), lora=loras)
+    plain, fused = motion_parts.unet.state_dict(), parts.unet.state_dict()
+    motion = "down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q.weight"
+    image = "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight"
+    assert not torch.equal(plain[motion], fused[motion]) and not torch.equal(plain[image], fused[image])
+    assert all(not key.endswith(("lora_A.weight", "lora_B.weight")) for key in fused)  # fused, not attached

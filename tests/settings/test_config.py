@@ -69,6 +69,8 @@ GIVEN = {
                        "guoyww/animatediff-motion-adapter-v1-5-3"),
     "context": (["--context", "8"], 8),
     "context_overlap": (["--context-overlap", "2"], 2),
+    "style_image": (["--style-image", "look.png:0.6"], "look.png:0.6"),
+    "ip_adapter": (["--ip-adapter", "ip/adapter.safetensors"], "ip/adapter.safetensors"),
     "cadence": (["--cadence", "4"], 4),
     "cadence_max_gap": (["--cadence-max-gap", "6"], 6),
     "cadence_threshold": (["--cadence-threshold", "0.2"], 0.2),

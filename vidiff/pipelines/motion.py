@@ -28,6 +28,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..errors import VidiffError
+from ..models.ip_adapter import set_style_scale
 from ..models.parts import ModelParts
 from ..settings.config import Config
 from ..settings.keyframes import Timeline
@@ -101,6 +102,10 @@ class MotionProcessor:
         # 3. Each frame's conditioning and guidance
         do_cfg = self.conditioner.uses_cfg(lead.guidance)
         conditioning = self.conditioner.prepare(sources, values, do_cfg, lead.control_scales)
+        if self.conditioner.style is not None:
+            # the motion UNet repeats the style image's embeddings over the frames itself
+            conditioning.image_embeds = self.conditioner.style_embeds(1, do_cfg)
+            set_style_scale(parts.unet, lead.style_scale)
         guidance = torch.tensor([v.guidance for v in values], device=parts.device, dtype=latents.dtype)
         guidance = guidance.view(1, 1, -1, 1, 1)
         extra = {}

@@ -379,6 +379,25 @@ class Config:
         (lambda v: _integer(v) and 0 <= v <= 63, "must be a whole number of frames from 0 to 63"), preset=True,
     )
 
+    # --- style image (IP-Adapter) ---
+    style_image: str | None = setting(
+        None,
+        "A picture whose look the frames take, beside the prompt, as PATH[:SCALE] (scale 1 if left out; it may "
+        "be keyframes, such as 'look.png:0:0.3, 48:0.8'): encoded once per video by the `ip_adapter`'s image "
+        "encoder.",
+        (lambda v: v is None or (isinstance(v, str) and _weighted_list([v], keyframes=True)),
+         "must be PATH[:SCALE], the scale a number from -10 to 10 or keyframes"),
+        preset=True, metavar="PATH[:SCALE]",
+    )
+    ip_adapter: str = setting(
+        "h94/IP-Adapter",
+        "The IP-Adapter that reads `style_image`: a hub id or folder laid out as h94/IP-Adapter (its SD 1.x or "
+        "SDXL adapter is taken, whichever the model is), or an adapter file with its image encoder in an "
+        "image_encoder folder beside it.",
+        (lambda v: isinstance(v, str) and v.strip() != "", "must be a hub id, a folder or a file"),
+        preset=True, metavar="ID|PATH",
+    )
+
     # --- the video ---
     max_side: int = setting(
         512,
@@ -548,6 +567,11 @@ class Config:
             )
         if self.motion_adapter is not None:
             _check_motion(self)
+        if self.style_image is not None and self.cross_frame_attn:
+            raise ConfigError(
+                "cross_frame_attn", True, "replaces the attention layers that carry `style_image`: use one of them",
+                mentions=("style_image",),
+            )
         lowest = min(values_of("strength", self.strength))
         if int(self.steps * lowest) < 1:
             raise ConfigError(
