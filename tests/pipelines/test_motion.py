@@ -150,6 +150,13 @@ def test_a_window_continues_the_one_before(motion_parts, adapters):
     assert all(np.array_equal(a, b) for a, b in zip(after, again, strict=True))
 
 
+def test_windows_without_overlap_run_through_the_work_folder_codec(motion_parts, adapters):
+    frames = pan(10, 2, size=(64, 48))
+    processor = MotionProcessor(motion_parts, _config(adapters, context=5, context_overlap=0), 24.0, [0])
+    state = processor.import_state(processor.export_state(processor.process(frames[:5], 0, None)[-1].state))
+    assert state.sources == [] and len(processor.process(frames[5:], 5, state)) == 5
+
+
 def test_cancel_then_resume_at_a_window_edge_is_bit_identical(motion_parts, adapters, tmp_path):
     from helpers import make_clip
 

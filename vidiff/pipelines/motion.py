@@ -157,7 +157,9 @@ class MotionProcessor:
 
     def export_state(self, state: MotionState, with_memory: bool = True) -> dict:
         """`state` as plain CPU tensors, for the work folder."""
-        return {"sources": torch.from_numpy(np.stack(state.sources)), "timesteps": state.timesteps.cpu(),
+        # no overlap: no sources (np.stack needs one)
+        sources = torch.from_numpy(np.stack(state.sources)) if state.sources else torch.zeros(0, dtype=torch.uint8)
+        return {"sources": sources, "timesteps": state.timesteps.cpu(),
                 "trajectory": state.trajectory.cpu(), "final": state.final.cpu()}  # fmt: skip
 
     def import_state(self, data: dict) -> MotionState:
