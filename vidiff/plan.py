@@ -164,9 +164,9 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     config.validate()
     if not config.prompt.strip():
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
-    style = config.style_image and os.path.expanduser(split_weighted(config.style_image)[0])
-    if style and not os.path.isfile(style):  # before the model loads
-        raise VidiffError(f"--style-image {split_weighted(config.style_image)[0]} not found: give a picture file (.png, .jpg, ...)")
+    style = split_weighted(config.style_image)[0] if config.style_image else None
+    if style and not os.path.isfile(os.path.expanduser(style)):  # before the model loads
+        raise VidiffError(f"--style-image {style} not found: give a picture file (.png, .jpg, ...)")
     info = probe(input, config.fps)
     form = output_form(output, config.codec, config.bit_depth)
     check_output_path(output, input, config.overwrite, form)

@@ -157,27 +157,44 @@ def test_windows_without_overlap_run_through_the_work_folder_codec(motion_parts,
     assert state.sources == [] and len(processor.process(frames[5:], 5, state)) == 5
 
 
-def test_cancel_then_resume_at_a_window_edge_is_bit_identical(motion_parts, adapters, tmp_path):
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """Longer than one 48-frame segment of the work folder, so that the overlap crosses a segment's edge."""
     from helpers import make_clip
 
-    clip = make_clip(tmp_path / "in.mp4", size="64x48", rate="24", seconds=20 / 24)
-    settings = dict(prompt="a wooden carving", steps=3, strength=0.5, seed=3, max_side=64,
-                    motion_adapter=str(adapters / "fits"), context=8, context_overlap=2, model="tiny", device="cpu",
-                    dtype="fp32")  # fmt: skip
-    reference = vidiff.stylize_video(clip, tmp_path / "ref.mp4", parts=motion_parts, **settings)
-    assert reference.frames == 20
+    return make_clip(tmp_path_factory.mktemp("long") / "in.mp4", size="64x48", rate="24", seconds=56 / 24)
+
+
+@pytest.fixture(scope="module")
+def reference(motion_parts, adapters, long_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "ref.mp4"
+    settings = {**_RUN, "motion_adapter": str(adapters / "fits")}
+    assert vidiff.stylize_video(long_clip, out, parts=motion_parts, **settings).frames == 56
+    return read_frames(out)
+
+
+# windows 0-8, then 6 new frames each: 8-14, ..., 38-44, 44-48 (the segment's end), 48-54, 54-56
+_RUN = dict(prompt="a wooden carving", steps=3, strength=0.5, seed=3, max_side=64, context=8, context_overlap=2,
+            model="tiny", device="cpu", dtype="fp32")  # fmt: skip
+
+
+@pytest.mark.parametrize("stop_after, resumes_at", [(3, 8), (45, 48)])
+def test_cancel_then_resume_at_a_window_edge_is_bit_identical(
+    motion_parts, adapters, long_clip, reference, tmp_path, stop_after, resumes_at
+):
+    settings = {**_RUN, "motion_adapter": str(adapters / "fits")}
     out, cancel = tmp_path / "out.mp4", threading.Event()
 
     def on_progress(progress):
-        if progress.done == 3:
+        if progress.done == stop_after:
             cancel.set()  # in this thread: the run stops after the window in progress
 
     with pytest.raises(vidiff.Interrupted):
-        vidiff.stylize_video(clip, out, parts=motion_parts, on_progress=on_progress, cancel=cancel, **settings)
+        vidiff.stylize_video(long_clip, out, parts=motion_parts, on_progress=on_progress, cancel=cancel, **settings)
     seen = []
-    vidiff.stylize_video(clip, out, parts=motion_parts, on_progress=seen.append, **settings)
-    assert seen[0].index == 8  # the first window was kept whole, and nothing was stylised twice
-    assert all(np.array_equal(a, b) for a, b in zip(read_frames(out), read_frames(tmp_path / "ref.mp4"), strict=True))
+    vidiff.stylize_video(long_clip, out, parts=motion_parts, on_progress=seen.append, **settings)
+    assert seen[0].index == resumes_at  # the window in progress was finished, and nothing was stylised twice
+    assert all(np.array_equal(a, b) for a, b in zip(read_frames(out), reference, strict=True))
 
 
 @pytest.mark.parametrize(
