@@ -182,3 +182,15 @@ def test_bad_style_input_is_one_line_and_exit_2(adapters, clips, tmp_path, optio
     assert result.exit_code == 2, (result.stderr, result.exception)
     assert len(result.stderr.strip().splitlines()) == 1 and words.format(**values) in result.stderr, result.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_the_command_line_runs_motion_windows_with_a_style_image(adapters, clips, tmp_path):
+    from helpers import read_frames
+
+    out = tmp_path / "out.mp4"
+    args = ["stylize", str(clips["plain"]), str(out), "--model", "tiny", "--prompt", "x", "--max-side", "64",
+            "--steps", "2", "-q", "--motion-adapter", str(adapters / "motion"), "--context", "4", "--context-overlap",
+            "1", "--style-image", f"{adapters / 'look.png'}:0:0.2, 4:0.8", "--ip-adapter", str(adapters / "ipa")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, (result.stderr, result.exception)
+    assert len(read_frames(out)) == len(read_frames(clips["plain"])) == 6
