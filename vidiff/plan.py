@@ -109,6 +109,11 @@ class RunPlan:
         ]
         if config.cadence != 1:
             lines.append(f"cadence    {config.cadence}: {self._diffused()}")
+        if config.motion_adapter is not None:
+            lines.append(f"motion     {config.motion_adapter}: windows of {config.context} frames, each sharing "
+                         f"{config.context_overlap} with the one before")  # fmt: skip
+        if config.style_image is not None:
+            lines.append(f"style      {config.style_image} through the IP-Adapter {config.ip_adapter}")
         scheduled = self.timeline.scheduled()
         if scheduled:
             lines.append(f"keyframes  ({config.interpolation} between them, seeds held; frame: value)")

@@ -204,6 +204,13 @@ def test_cancel_then_resume_at_a_window_edge_is_bit_identical(
     assert all(np.array_equal(a, b) for a, b in zip(read_frames(out), reference, strict=True))
 
 
+def test_dry_run_says_what_the_windows_are(adapters, clips):
+    result = CliRunner().invoke(cli, ["stylize", str(clips["plain"]), "out.mp4", "--model", "tiny", "--prompt", "x",
+                                      "--motion-adapter", str(adapters / "fits"), "--dry-run"])  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert f"motion     {adapters / 'fits'}: windows of 16 frames, each sharing 4 with the one before" in result.stdout
+
+
 @pytest.mark.parametrize(
     "options, words",
     [
