@@ -217,13 +217,18 @@ def test_dry_run_says_what_the_windows_are(adapters, clips):
         (["--motion-adapter", "{narrow}"], "does not fit --model tiny: its motion modules are 16/32 channels wide"),
         (["--motion-adapter", "{fits}", "--model", "tiny-sdxl"], "--motion-adapter runs on SD 1.x models"),
         (["--motion-adapter", "./no/such/adapter"], "--motion-adapter ./no/such/adapter not found"),
+        (["--motion-adapter", "{file}"], "could not be loaded as an AnimateDiff motion adapter"),
         (["--motion-adapter", "{fits}", "--blend", "0.3"], "per-frame technique"),
         (["--motion-adapter", "{fits}", "--context", "4", "--context-overlap", "4"], "must be below --context"),
         (["--motion-adapter", "{fits}", "--context", "40"], "longer than the motion adapter's 32 frames"),
     ],
 )
 def test_bad_motion_input_is_one_line_and_exit_2(adapters, clips, tmp_path, options, words):
-    options = [option.format(fits=adapters / "fits", narrow=adapters / "narrow") for option in options]
+    from safetensors.torch import save_file
+
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "not-an-adapter.safetensors"))
+    options = [option.format(fits=adapters / "fits", narrow=adapters / "narrow", file=tmp_path / "not-an-adapter.safetensors")
+               for option in options]  # fmt: skip
     args = ["stylize", str(clips["plain"]), str(tmp_path / "out.mp4"), "--model", "tiny", "--prompt", "x",
             "--max-side", "64", "--steps", "2", "-q", *options]  # fmt: skip
     result = CliRunner().invoke(cli, args)

@@ -26,8 +26,11 @@ def load_motion_adapter(source: str, dtype: torch.dtype, allow_pickle: bool = Fa
     except VidiffError:
         raise
     except Exception as err:  # diffusers and huggingface_hub raise many kinds: each becomes one line
+        # a single file's config comes from its diffusers repository on the hub (guoyww's), as a model's does
+        hint = ("; a single file takes its config from the hub cache: run once online, or give a diffusers folder"
+                if file is not None else "")
         raise VidiffError(
-            f"--motion-adapter {source} could not be loaded as an AnimateDiff motion adapter: {_first_line(err)}"
+            f"--motion-adapter {source} could not be loaded as an AnimateDiff motion adapter: {_first_line(err)}{hint}"
         ) from None
 
 
