@@ -597,7 +597,7 @@ def _check_motion(config: "Config") -> None:
         value = getattr(config, name)
         if value != off and not (name == "noise" and value == "per-frame"):
             raise ConfigError(
-                name, value, f"is a per-frame technique that motion windows (`motion_adapter`) don't run; leave it out",
+                name, value, "is a per-frame technique that motion windows (`motion_adapter`) don't run; leave it out",
                 mentions=("motion_adapter",),
             )
 
