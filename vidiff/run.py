@@ -27,6 +27,7 @@ from .models.parts import ModelParts
 from .models.tiny import TINY_MODELS
 from .pipelines.cadence import CadenceProcessor
 from .pipelines.img2img import Img2ImgProcessor
+from .pipelines.motion import MotionProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
@@ -228,9 +229,11 @@ def _shot_anchor(processor: Processor, plan: RunPlan, shot: Shot):
     return None if frame is None else _process(processor, [frame], shot.first, None, plan)[0].state.anchor
 
 
-def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
+def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Processor:
     """The technique the settings ask for, built once for the run."""
     config, fps = plan.config, float(plan.info.fps)
+    if config.motion_adapter is not None:
+        return MotionProcessor(parts, config, fps, [shot.first for shot in plan.shots])
     # the plan's shots split at the cuts and no window crosses one: the processor needn't look for them
     # again (and between frames far apart, under cadence, a fast pan could look like one)
     diffuser = Img2ImgProcessor(parts, config, fps, batch_size, find_cuts=False)

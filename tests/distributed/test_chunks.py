@@ -38,10 +38,16 @@ def test_warmup_only_where_frames_depend_on_earlier_ones_and_never_before_the_sh
 
 
 @pytest.mark.parametrize("settings", [dict(flow_blend="0:0, 10:0.3"), dict(fusion=0.5), dict(noise="warped"),
-                                      dict(color_match=True), dict(cadence=2), dict(skip_similar=2.0)])  # fmt: skip
+                                      dict(color_match=True), dict(cadence=2), dict(skip_similar=2.0),
+                                      dict(motion_adapter="m", noise="fixed")])  # fmt: skip
 def test_settings_that_carry_state_are_chained(settings):
     assert is_chained(Config(**settings))
     assert not is_chained(Config(noise="per-frame"))
+
+
+def test_motion_windows_without_overlap_are_not_chained():
+    # windows end at the 48-frame segments that chunks are cut at, and each draws its noise by its first frame
+    assert not is_chained(Config(motion_adapter="m", noise="fixed", context_overlap=0))
 
 
 def test_where_frames_are_made_is_not_in_their_fingerprint_but_the_chunk_layout_is_in_the_work_folders():

@@ -37,7 +37,9 @@ def is_chained(config: Config) -> bool:
     """Whether a frame's output depends on the frames of its shot before it (so a chunk needs a warm-up)."""
     carried = any(value > 0 for name in ("blend", "flow_blend", "fusion") for value in values_of(name, getattr(config, name)))
     return (carried or config.noise == "warped" or config.color_match or config.cross_frame_attn
-            or config.skip_similar > 0 or config.cadence != 1)  # fmt: skip
+            or config.skip_similar > 0 or config.cadence != 1
+            # motion windows carry their overlap frames into the next window
+            or config.motion_adapter is not None and config.context_overlap > 0)  # fmt: skip
 
 
 def chunk_frames(config: Config) -> int | None:
