@@ -23,7 +23,9 @@ SD_TURBO_SCHEDULER_CONFIG = {
     "steps_offset": 1,
 }
 
-ARCHITECTURES = (TINY, "sd15", "sd-turbo")
+# sd15-motion: SD 1.5's UNet joined to an AnimateDiff motion adapter of v1-5's architecture (diffusers'
+# MotionAdapter defaults), as --motion-adapter builds it
+ARCHITECTURES = (TINY, "sd15", "sd-turbo", "sd15-motion")
 
 
 def _text_encoder(hidden: int, layers: int, heads: int, intermediate: int, act: str, vocab: dict) -> CLIPTextModel:
@@ -63,9 +65,18 @@ def tiny_vae() -> AutoencoderTiny:
 
 
 def build(name: str, seed: int = 0) -> ModelParts:
-    """The parts of architecture `name` (tiny, sd15, sd-turbo), randomly initialised from `seed`, fp32 on the CPU."""
+    """The parts of architecture `name` (tiny, sd15, sd-turbo, sd15-motion), randomly initialised from `seed`, fp32 on the CPU."""
     if name == TINY:
         return tiny_parts(seed)
+    if name == "sd15-motion":
+        from diffusers import MotionAdapter, UNetMotionModel
+
+        parts = build("sd15", seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            parts.unet = UNetMotionModel.from_unet2d(parts.unet, MotionAdapter())
+        parts.name, parts.motion_adapter = name, "a random MotionAdapter of v1-5's architecture"
+        return parts
     vocab = _byte_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
     with torch.random.fork_rng(devices=[]):

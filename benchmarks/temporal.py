@@ -91,6 +91,14 @@ MODES: dict[str, dict] = {
     # every technique; latent blend stays off (it smears motion; flow-blend and fusion follow it)
     "everything on": dict(noise="warped", flow_blend=FLOW_BLEND, color_match=True, cross_frame_attn=True, fusion=FUSION),
 }
+# With --motion-adapter: AnimateDiff motion windows (their own technique: the per-frame ones stay off).
+# On the tiny model with --motion-adapter tiny (a random MotionAdapter) these rows say only that the
+# windows run and stream: a random motion module knows no motion, so its numbers say nothing about a
+# trained one's (guoyww/animatediff-motion-adapter-v1-5-3 on SD 1.5 at 512x384 on a GPU would).
+MOTION_MODES: dict[str, dict] = {
+    "motion windows (8, overlap 2)": dict(context=8, context_overlap=2),
+    "motion windows (8, no overlap)": dict(context=8, context_overlap=0),
+}
 FULL, PER_FRAME, FIXED, WARPED = "everything on", "per-frame noise", "fixed noise", "warped noise"
 NO_FUSION = "everything on but fusion"
 
@@ -202,8 +210,9 @@ def make_config(settings: dict, size: tuple[int, int], model: str) -> vidiff.Con
 class Bench:
     """Stylises and scores; identical (clip, settings) pairs are run once (the runs are deterministic)."""
 
-    def __init__(self, parts, size: tuple[int, int], scratch: Path, keep: bool):
+    def __init__(self, parts, size: tuple[int, int], scratch: Path, keep: bool, motion_parts=None):
         self.parts, self.size, self.scratch, self.keep = parts, size, scratch, keep
+        self.motion_parts = motion_parts  # the same model with a motion adapter, for the motion modes
         self.model = parts.name
         self.cache: dict[tuple[str, str], Run] = {}
 
@@ -216,7 +225,11 @@ class Bench:
         slug = re.sub(r"[^a-z0-9.]+", "-", f"{clip} {job.group} {job.label}".lower()).strip("-")
         output = self.scratch / f"{slug}.mp4"
         began = time.perf_counter()
-        vidiff.stylize_video(source, output, config, parts=self.parts)
+        parts = self.parts
+        if config.motion_adapter:  # as the tables name it ('tiny'), loaded from where load_motion put it
+            parts = self.motion_parts
+            config = config.replace(motion_adapter=parts.motion_adapter)
+        vidiff.stylize_video(source, output, config, parts=parts)
         stylised = time.perf_counter() - began
         report = score_video(source, output, cut_threshold=config.cut_threshold if config.cuts else None)
         if not self.keep:
@@ -246,6 +259,20 @@ def load_model(model: str | None, device: str):
         train_tiny.train(TRAINED, log=lambda text: print(text, file=sys.stderr, flush=True))
     parts = vidiff.load_parts(str(TRAINED), device)
     parts.name = os.path.relpath(TRAINED, ROOT)  # as the tables name it, wherever the script is run from
+    return parts
+
+
+def load_motion(model: str | None, device: str, adapter: str, scratch: Path):
+    """The model parts with a motion adapter; 'tiny' is a random tiny MotionAdapter for the tiny
+    architecture, saved into `scratch`."""
+    if adapter == TINY:
+        from vidiff.models.tiny import tiny_motion_adapter
+
+        tiny_motion_adapter().save_pretrained(scratch / "tiny-motion-adapter")
+        adapter = str(scratch / "tiny-motion-adapter")
+    parts = vidiff.load_parts(model or str(TRAINED), device, motion_adapter=adapter)
+    if model is None:
+        parts.name = os.path.relpath(TRAINED, ROOT)
     return parts
 
 
@@ -544,6 +571,9 @@ def section(runs, speeds, longs, args, clips, modes, command, seconds, check, fl
         "blur lowers, so that a mode can't look steady by blurring unnoticed. Pairs across a cut are left out. "
         "Means over clips weigh each clip equally.",
         "- **Modes:** " + "; ".join(f"{m}: `{fmt(MODES[m])}`" for m in modes) + " (everything else off).",
+        *(["- **Motion windows** on a random tiny motion adapter (`motion_adapter=tiny`) say only that the windows "
+           "run: a random motion module knows no motion, so these numbers say nothing about a trained adapter's."]
+          if any(MODES[m].get("motion_adapter") == TINY for m in modes) else []),
         "",
         "### Targets: everything on against per-frame and fixed noise",
         "",
@@ -599,6 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: see THREADS_NOTE in the source; 0 is torch's choice)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the clips and stylised videos in this folder")
+    parser.add_argument("--motion-adapter", default=None, metavar="ID|PATH|tiny",
+                        help="also run AnimateDiff motion windows with this motion adapter ('tiny': a random tiny one, "
+                        "whose numbers say nothing about a trained adapter)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.frames < 4:
         parser.error("--frames: at least 4 (the cut clip needs two shots of two frames)")
@@ -621,7 +654,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vidiff-temporal-") as temporary:
         scratch = args.keep or Path(temporary)
         scratch.mkdir(parents=True, exist_ok=True)
-        bench = Bench(parts, args.size, scratch, keep=args.keep is not None)
+        motion_parts = None
+        if args.motion_adapter:
+            motion_parts = load_motion(args.model, args.device, args.motion_adapter, scratch)
+            for mode, settings in MOTION_MODES.items():
+                MODES[mode] = {**settings, "motion_adapter": args.motion_adapter}
+                args.modes.append(mode)
+        bench = Bench(parts, args.size, scratch, keep=args.keep is not None, motion_parts=motion_parts)
         plan = jobs(args.extras, args.modes)
         for clip in args.clips:
             frames = clip_frames(clip, args.size, args.frames)

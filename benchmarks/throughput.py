@@ -7,6 +7,8 @@
         --steps 8 --strength 0.5 --guidance 1 --vae tiny
     python benchmarks/throughput.py --model sd-turbo --steps 1 --strength 1 --guidance 0 --vae tiny ...
     python benchmarks/throughput.py --memory                          # peak RSS: 100 frames against 1,000
+    python benchmarks/throughput.py --model sd15-motion --size 512 --device cuda --dtype fp16 --frames 64 \
+        --steps 25 --scheduler ddim --skip-naive                   # SD 1.5 + motion module, 16-frame windows
 
 One process, one model built once (random weights from the published architecture: the FLOPs and
 memory of the real model, see architectures.py). (a) naive: StableDiffusionImg2ImgPipeline called
@@ -196,6 +198,7 @@ def vidiff_config(args, size: tuple[int, int], **overrides) -> vidiff.Config:
         prompt=PROMPT, negative_prompt=NEGATIVE, strength=args.strength, steps=args.steps, guidance=args.guidance,
         scheduler=args.scheduler, seed=args.seed, noise="fixed", blend=0.0, flow_blend=0.0, color_match=False,
         cross_frame_attn=False, max_side=max(size), overwrite=True, model=args.model,
+        motion_adapter=getattr(args, "motion_adapter", None),
     )  # fmt: skip
     settings.update(vidiff_options(args))
     settings.update(overrides)
@@ -211,6 +214,12 @@ def vidiff_options(args) -> dict:
 def flops_per_frame(parts: ModelParts, config: vidiff.Config, frame: np.ndarray) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
+    if parts.motion_adapter is not None:  # a shot's first window, per frame
+        from vidiff.pipelines.motion import MotionProcessor
+
+        with FlopCounterMode(display=False) as counter:
+            MotionProcessor(parts, config).process([frame] * config.context, 0)
+        return float(counter.get_total_flops()) / config.context
     with Img2ImgProcessor(parts, config) as stylizer, FlopCounterMode(display=False) as counter:
         stylizer(frame, 0)
     return float(counter.get_total_flops())
@@ -383,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             args.vae_path = str(scratch / "taesd")
             architectures.tiny_vae().save_pretrained(args.vae_path)
         parts = architectures.build(args.model)
+        args.motion_adapter = parts.motion_adapter
+        if parts.motion_adapter is not None:
+            args.skip_naive = True  # diffusers' per-frame img2img loop can't run a motion UNet
         for module in (parts.vae, parts.text_encoder, parts.unet):
             module.to(device=device, dtype=dtype).eval().requires_grad_(False)
         parts.device, parts.dtype = device, dtype

@@ -309,7 +309,7 @@ def test_overwrite_replaces_an_existing_output(ws: Workspace):
     old = b"the old OUTPUT, to be replaced"
     ws.file(ws.output, old)
     frames = 2
-    args = stylize_args(ws.input, ws.output, max_frames=str(frames)) + ["--overwrite", "--quiet"]
+    args = stylize_args(ws.input, ws.output, max_frames=str(frames)) + ["--overwrite"]
 
     result = CliRunner().invoke(cli, args)
 

@@ -26,7 +26,7 @@ FAST = ["--model", "tiny", "--steps", "4", "--strength", "0.5", "--prompt", "a w
 def test_stylize_keeps_frame_count_fps_and_stereo_audio(clips, tmp_path):
     source = clips["ntsc_odd_stereo"]  # 203x117, 4:4:4, 30000/1001 fps, stereo AAC
     out = tmp_path / "out.mp4"
-    result = CliRunner().invoke(cli, ["stylize", str(source), str(out), *FAST, "--max-side", "128", "--quiet"])
+    result = CliRunner().invoke(cli, ["stylize", str(source), str(out), *FAST, "--max-side", "128"])
     assert result.exit_code == 0, result.output + result.stderr
     info = probe(out)
     assert info.fps == Fraction(30000, 1001)
@@ -87,7 +87,7 @@ def test_api_output_frames_match_the_stylizer(clips, tmp_path, tiny):
 
 def test_demo_runs_offline(tmp_path):
     out = tmp_path / "demo.mp4"
-    result = CliRunner().invoke(cli, ["demo", str(out), "--quiet"])
+    result = CliRunner().invoke(cli, ["demo", str(out)])
     assert result.exit_code == 0, result.stderr
     assert len(read_frames(out)) == 48
     assert audio_streams(out)

@@ -184,7 +184,7 @@ def cli() -> None:
 @_setting_options
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (frames, size, model, each keyframed value) and exit without loading the model.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes; errors and the summary still print.")
+@click.option("--quiet", "-q", is_flag=True, help="Nothing on success: no progress bar, notes or summary; errors still print.")
 def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> None:
     """Stylise INPUT (a video, a picture, a folder of numbered images, or a pattern such as img_%04d.png)
     into OUTPUT: a video (.mp4, .m4v, .mov, .mkv, .webm) keeping the audio, a .gif, one picture (.png, .jpg,
@@ -201,7 +201,8 @@ def stylize(input: str, output: str, dry_run: bool, quiet: bool, **settings) -> 
     _no_library_progress_bars()
     with _graceful_interrupts() as cancel:
         result = stylize_video(input, output, config, progress=not quiet, cancel=cancel)
-    click.echo(result.summary())
+    if not quiet:
+        click.echo(result.summary())
 
 
 def _no_library_progress_bars() -> None:
@@ -328,7 +329,7 @@ def _toml(value) -> str:
 @cli.command()
 @click.argument("output", default="vidiff-demo.mp4", type=click.Path(path_type=str))
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
+@click.option("--quiet", "-q", is_flag=True, help="Nothing on success: no progress bar, notes or summary.")
 def demo(output: str, overwrite: bool, quiet: bool) -> None:
     """Stylise a synthetic clip with the small model vidiff ships (trained offline) and write the source
     and the result side by side beside OUTPUT (OUTPUT.preview.mp4): checks the install, needs no download."""
@@ -337,7 +338,8 @@ def demo(output: str, overwrite: bool, quiet: bool) -> None:
     _setup_logging(quiet)
     _no_library_progress_bars()
     result = run_demo(output, overwrite=overwrite, progress=not quiet)
-    click.echo(result.summary())
+    if not quiet:
+        click.echo(result.summary())
 
 
 @cli.command()

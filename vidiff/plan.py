@@ -17,7 +17,7 @@ from .io.writer import check_output_path
 from .io.workfolder import segment_bounds
 from .pipelines.processor import diffused_frames
 from .settings.config import Config
-from .settings.keyframes import Schedule, Timeline
+from .settings.keyframes import Schedule, Timeline, split_weighted
 from .temporal.change import color_histogram, histogram_distance
 from .temporal.flow import backward_flow
 
@@ -109,6 +109,11 @@ class RunPlan:
         ]
         if config.cadence != 1:
             lines.append(f"cadence    {config.cadence}: {self._diffused()}")
+        if config.motion_adapter is not None:
+            lines.append(f"motion     {config.motion_adapter}: windows of {config.context} frames, each sharing "
+                         f"{config.context_overlap} with the one before")  # fmt: skip
+        if config.style_image is not None:
+            lines.append(f"style      {config.style_image} through the IP-Adapter {config.ip_adapter}")
         scheduled = self.timeline.scheduled()
         if scheduled:
             lines.append(f"keyframes  ({config.interpolation} between them, seeds held; frame: value)")
@@ -164,6 +169,9 @@ def plan_run(input: str | os.PathLike, output: str | os.PathLike, config: Config
     config.validate()
     if not config.prompt.strip():
         raise VidiffError("no prompt: give --prompt TEXT or --preset NAME (`vidiff presets` lists them)")
+    style = split_weighted(config.style_image)[0] if config.style_image else None
+    if style and not os.path.isfile(os.path.expanduser(style)):  # before the model loads
+        raise VidiffError(f"--style-image {style} not found: give a picture file (.png, .jpg, ...)")
     info = probe(input, config.fps)
     form = output_form(output, config.codec, config.bit_depth)
     check_output_path(output, input, config.overwrite, form)

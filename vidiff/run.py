@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -27,6 +27,7 @@ from .models.parts import ModelParts
 from .models.tiny import TINY_MODELS
 from .pipelines.cadence import CadenceProcessor
 from .pipelines.img2img import Img2ImgProcessor
+from .pipelines.motion import MotionProcessor
 from .pipelines.processor import Processor
 from .plan import RunPlan, Shot, plan_run
 from .settings.config import Config
@@ -84,11 +85,20 @@ def stylize_video(
     it found them. `on_progress(Progress)` is called after each finished frame, in this thread.
     Setting `cancel` (from any thread) stops the run after the window in progress (one frame, or a
     batch): the work is saved and Interrupted is raised; calling again with the same arguments
-    resumes it, bit-identically. `progress` shows a progress bar on stderr.
+    resumes it, bit-identically. `progress` shows a progress bar on stderr. With `ray` set, the shots
+    (and chunks) are made by workers on a Ray cluster (vidiff/distributed/), each loading its own model.
     Raises VidiffError, with a message meant for the user, for anything the user can fix.
     """
     began = time.perf_counter()
     config = (config or Config()).replace(**settings)
+    if config.ray is not None:
+        # many workers, each loading its own model, on a Ray cluster: distributed/ray_run.py
+        from .distributed.ray_run import stylize_on_ray
+
+        if parts is not None or on_progress is not None:
+            raise VidiffError("with ray, each worker loads its own model and keeps its frames: leave out parts and "
+                              "on_progress")  # fmt: skip
+        return stylize_on_ray(input, output, config, progress=progress, cancel=cancel)
 
     # 1. Check the settings, the input and the output, and find the shots, before any expensive work
     plan = plan_run(input, output, config)
@@ -165,9 +175,65 @@ def stylize_video(
     return RunResult(str(output), frames, time.perf_counter() - began, plan.size, None if preview is None else str(preview))
 
 
-def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Img2ImgProcessor | CadenceProcessor:
+def stylize_chunk(
+    parts: ModelParts,
+    plan: RunPlan,
+    shot: Shot,
+    checkpoint: Checkpoint,
+    end: int | None,
+    folder: ShotFolder,
+    *,
+    warmup_first: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> None:
+    """Frames [checkpoint.next_frame, end) of `shot` into `folder`'s segments, exactly as stylize_video
+    makes them from that checkpoint (`end` None: to the input's end); what a distributed run's worker
+    does with a chunk. With `warmup_first` (and no state in the checkpoint) frames [warmup_first,
+    next_frame) are processed first from an empty state, not kept, so that chained settings settle.
+    --save-frames writes where this runs."""
+    batch_size = plan.config.batch_size or default_batch_size(parts.device, plan.size)
+    keep_from = checkpoint.next_frame
+    first = keep_from if warmup_first is None or checkpoint.state is not None else warmup_first
+    counter = _Counter(0, (end or plan.frames) - keep_from, tqdm(disable=True), on_progress)
+    reader = plan.open_reader()
+    with _processor(parts, plan, batch_size) as processor, reader, Writer() as writer:
+        with Prefetch(reader.frames(first, shot.source_first, shot.first)) as prefetched:
+            stream = _FrameStream(prefetched, first)
+            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame; its
+            # first frame alone, as a shot's first is (from an empty state, cadence diffuses it)
+            state = None
+            anchor = _shot_anchor(processor, plan, shot) if shot.first < first < keep_from else None
+            while first < keep_from:
+                bounds = segment_bounds(first, shot.first, keep_from)
+                frames = stream.read(first, first + 1 if state is None else processor.window_end(first, *bounds))
+                if not frames:
+                    break
+                state = _process(processor, frames, first, state, plan)[-1].state
+                if anchor is not None:
+                    # colours are matched to the shot's first frame, as in a run of the whole shot, not the warm-up's
+                    state = replace(state, anchor=anchor)
+                first += len(frames)
+            if state is not None:
+                checkpoint = Checkpoint(keep_from, processor.export_state(state))
+            _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan,
+                      _frames_dir(plan.config.save_frames), lambda: False, counter)  # fmt: skip
+
+
+def _shot_anchor(processor: Processor, plan: RunPlan, shot: Shot):
+    """The shot's first stylised frame, the colour reference of its frames (None without colour matching):
+    it starts from an empty state, so it is the frame a run of the whole shot makes."""
+    if not plan.config.color_match:
+        return None
+    with plan.open_reader() as reader:
+        frame = next(reader.frames(shot.first, shot.source_first, shot.first), None)
+    return None if frame is None else _process(processor, [frame], shot.first, None, plan)[0].state.anchor
+
+
+def _processor(parts: ModelParts, plan: RunPlan, batch_size: int) -> Processor:
     """The technique the settings ask for, built once for the run."""
     config, fps = plan.config, float(plan.info.fps)
+    if config.motion_adapter is not None:
+        return MotionProcessor(parts, config, fps, [shot.first for shot in plan.shots])
     # the plan's shots split at the cuts and no window crosses one: the processor needn't look for them
     # again (and between frames far apart, under cadence, a fast pan could look like one)
     diffuser = Img2ImgProcessor(parts, config, fps, batch_size, find_cuts=False)

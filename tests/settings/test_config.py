@@ -65,11 +65,22 @@ GIVEN = {
     "on_bad_frame": (["--on-bad-frame", "skip"], "skip"),
     "batch_size": (["--batch-size", "2"], 2),
     "skip_similar": (["--skip-similar", "3"], 3.0),
+    "motion_adapter": (["--motion-adapter", "guoyww/animatediff-motion-adapter-v1-5-3"],
+                       "guoyww/animatediff-motion-adapter-v1-5-3"),
+    "context": (["--context", "8"], 8),
+    "context_overlap": (["--context-overlap", "2"], 2),
+    "style_image": (["--style-image", "look.png:0.6"], "look.png:0.6"),
+    "ip_adapter": (["--ip-adapter", "ip/adapter.safetensors"], "ip/adapter.safetensors"),
     "cadence": (["--cadence", "4"], 4),
     "cadence_max_gap": (["--cadence-max-gap", "6"], 6),
     "cadence_threshold": (["--cadence-threshold", "0.2"], 0.2),
     "vae": (["--vae", "tiny"], "tiny"),
     "compile": (["--compile"], True),
+    "ray": (["--ray", "local"], "local"),
+    "workers": (["--workers", "2"], 2),
+    "gpus_per_worker": (["--gpus-per-worker", "0.5"], 0.5),
+    "chunk": (["--chunk", "96"], 96),
+    "chunk_warmup": (["--chunk-warmup", "4"], 4),
     "overwrite": (["--overwrite"], True),
     "restart": (["--restart"], True),
     "bit_depth": (["--bit-depth", "16"], 16),
@@ -78,7 +89,9 @@ GIVEN = {
 }
 # What a run may resume across: none of these changes an output pixel.
 # bit_depth: the segments are lossless whatever it says; it is applied when OUTPUT is written.
-NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview"}
+NOT_IN_FINGERPRINT = {"overwrite", "restart", "save_frames", "device", "on_bad_frame", "bit_depth", "preview",
+                      # where frames are made; the chunk layout enters the distributed work folder's own
+                      "ray", "workers", "gpus_per_worker", "chunk", "chunk_warmup"}
 
 
 def test_every_setting_is_listed_here():

@@ -45,7 +45,7 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def _placed(parts: ModelParts, device: torch.device, dtype: torch.dtype) -> ModelParts:
-    modules = [parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet, *parts.controlnets]
+    modules = [parts.vae, parts.text_encoder, parts.text_encoder_2, parts.unet, *parts.controlnets, parts.image_encoder]
     for module in (m for m in modules if m is not None):
         module.to(device)
         # SDXL's VAE overflows below fp32: diffusers' SDXL pipelines run it in fp32 when its config says so

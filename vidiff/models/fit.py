@@ -74,11 +74,13 @@ def embedding_misfit(vectors, text_encoder, name: str = "text encoder") -> str |
 
 def motion_adapter_misfit(adapter, parts: ModelParts) -> str | None:
     """What keeps a diffusers MotionAdapter from joining the model's UNet, if anything: its motion
-    modules follow each UNet block at that block's width. No processor uses one yet (motion windows,
-    issue #18, will); the check is here so that its loader reports a misfit as the others do."""
+    modules follow each UNet block at that block's width, one after each of the block's layers."""
     adapter_channels = tuple(adapter.config.block_out_channels)
     unet_channels = tuple(parts.unet.config.block_out_channels)
     if adapter_channels != unet_channels:
         return (f"its motion modules are {'/'.join(map(str, adapter_channels))} channels wide, "
                 f"the model's UNet blocks {'/'.join(map(str, unet_channels))}")  # fmt: skip
+    layers, unet_layers = adapter.config.motion_layers_per_block, parts.unet.config.layers_per_block
+    if layers != unet_layers:
+        return f"it has {layers} motion layer(s) per block, the model's UNet {unet_layers} layer(s) per block"
     return None

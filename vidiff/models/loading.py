@@ -13,6 +13,8 @@ from ..settings.config import Config
 from ..settings.keyframes import split_weighted
 from .adapters import add_embeddings, fuse_loras, load_controlnets, load_vae
 from .device import _placed, resolve_device, resolve_dtype
+from .ip_adapter import load_ip_adapter
+from .motion import add_motion_adapter
 from .parts import KIND_NAMES, SINGLE_FILE_SUFFIXES, ModelParts, _first_line, _looks_like_path, refuse_pickle
 from .tiny import TINY_MODELS, tiny_parts
 
@@ -43,9 +45,11 @@ def load_parts(
     embedding: tuple[str, ...] | list[str] = (),
     controlnet: tuple[str, ...] | list[str] = (),
     vae: str = "full",
+    motion_adapter: str | None = None,
+    ip_adapter: str | None = None,
 ) -> ModelParts:
     """Build the model parts for `model` ('tiny', 'tiny-sdxl', a local folder, a single checkpoint file,
-    or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]").
+    or a hub id), with LoRAs fused in, embeddings added and ControlNets loaded (each "PATH_OR_ID[:SCALE]"); with `motion_adapter` the UNet is a motion UNet; `ip_adapter` loads an IP-Adapter for style images.
 
     `model` may also be a Config: the parts it names (model, device, dtype, LoRAs, embeddings,
     ControlNets, VAE) are built, and the other arguments are not used. Runs given the parts leave
@@ -57,6 +61,7 @@ def load_parts(
         return load_parts(
             config.model, config.device, config.dtype, config.allow_pickle, model_config=config.model_config,
             lora=config.lora, embedding=config.embedding, controlnet=config.controlnet, vae=config.vae,
+            motion_adapter=config.motion_adapter, ip_adapter=config.ip_adapter if config.style_image else None,
         )  # fmt: skip
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
@@ -68,11 +73,14 @@ def load_parts(
     else:
         parts = _load_pretrained(model, torch_dtype, allow_pickle, model_config)
     lora, embedding, controlnet = (_specs(v) for v in (lora, embedding, controlnet))
+    # before the LoRAs, so that a motion LoRA finds the motion modules it adds to
+    add_motion_adapter(parts, motion_adapter, torch_dtype, allow_pickle)
     fuse_loras(parts, lora, allow_pickle)
     add_embeddings(parts, embedding, allow_pickle)
     parts.controlnets = load_controlnets(parts, controlnet, torch_dtype, allow_pickle)
     parts.controlnet = controlnet
     load_vae(parts, vae, torch_dtype, allow_pickle)
+    load_ip_adapter(parts, ip_adapter, allow_pickle)
     parts.vae_source = vae
     return _placed(parts, torch_device, torch_dtype)
 
@@ -81,15 +89,19 @@ def parts_key(config: Config) -> tuple:
     """What load_parts(config) builds the parts from: configs with equal keys can share one set of parts
     (ControlNet scales are applied per frame, so only their paths count; LoRA scales are fused in)."""
     return (config.model, config.device, config.dtype, config.allow_pickle, config.model_config, tuple(config.lora),
-            tuple(config.embedding), tuple(split_weighted(spec)[0] for spec in config.controlnet), config.vae)  # fmt: skip
+            tuple(config.embedding), tuple(split_weighted(spec)[0] for spec in config.controlnet), config.vae,
+            config.motion_adapter, config.ip_adapter if config.style_image else None)  # fmt: skip
 
 
 def check_parts(parts: ModelParts, config: Config) -> None:
     """Parts loaded once for several videos must hold what the config names (LoRA scales are fused in)."""
     loaded = {"lora": tuple(parts.lora), "embedding": tuple(parts.embedding),
-              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet), "vae": parts.vae_source}  # fmt: skip
+              "controlnet": tuple(split_weighted(spec)[0] for spec in parts.controlnet), "vae": parts.vae_source,
+              "motion_adapter": parts.motion_adapter, "ip_adapter": parts.ip_adapter}  # fmt: skip
     wanted = {"lora": config.lora, "embedding": config.embedding,
-              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet), "vae": config.vae}  # fmt: skip
+              "controlnet": tuple(split_weighted(spec)[0] for spec in config.controlnet), "vae": config.vae,
+              "motion_adapter": config.motion_adapter,
+              "ip_adapter": config.ip_adapter if config.style_image else None}  # fmt: skip
     for name in loaded:
         if loaded[name] != wanted[name]:
             raise VidiffError(

@@ -45,6 +45,10 @@ class ModelParts:
     embedding: tuple[str, ...] = ()
     controlnet: tuple[str, ...] = ()
     vae_source: str = "full"  # --vae: "full" (the model's own), "tiny", or where another VAE came from
+    motion_adapter: str | None = None  # --motion-adapter: the UNet is then a UNetMotionModel
+    ip_adapter: str | None = None  # --ip-adapter, loaded for --style-image: the UNet then takes image embeddings
+    image_encoder: Any = None  # the IP-Adapter's CLIP image encoder
+    feature_extractor: Any = None  # its image preprocessing
 
 
 def _looks_like_path(model: str) -> bool:

@@ -128,3 +128,16 @@ def tiny_parts(seed: int = 0, kind: str = "sd1") -> ModelParts:
         vae, text_encoder, tokenizer, unet, scheduler_config, torch.device("cpu"), torch.float32, TINY,
         kind=kind, text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, force_zeros_for_empty_prompt=sdxl,
     )  # fmt: skip
+
+
+def tiny_motion_adapter(seed: int = 0, blocks: tuple[int, ...] = (32, 64), layers: int = 1):
+    """A tiny random AnimateDiff MotionAdapter that fits the tiny SD 1.x UNets (as diffusers' own tests
+    build theirs), built offline; its motion modules know no motion."""
+    from diffusers import MotionAdapter
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MotionAdapter(
+            block_out_channels=blocks, motion_layers_per_block=layers, motion_norm_num_groups=2,
+            motion_num_attention_heads=4,
+        )  # fmt: skip

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from ..errors import VidiffError
+from ..models.ip_adapter import encode_style_image, read_style_image
 from ..models.parts import ModelParts
 from ..settings.config import Config
-from ..settings.keyframes import FrameValues
+from ..settings.keyframes import FrameValues, split_weighted
 from .control_images import control_image
 from .prompts import PromptEncoder, TextEmbedding, combine
 
@@ -25,6 +26,7 @@ class FrameConditioning:
     added: dict | None  # SDXL's added_cond_kwargs (pooled text, size and crop); None for SD 1.x/2.x
     control_images: list  # one per ControlNet, batched as the UNet's input
     control_scales: tuple = ()  # each ControlNet's conditioning scale for this window
+    image_embeds: list | None = None  # the style image's embeddings (IP-Adapter), batched as the UNet's input
 
 
 class Conditioner:
@@ -43,6 +45,21 @@ class Conditioner:
         self.controls = [
             (net, config.control[index if len(config.control) > 1 else 0]) for index, net in enumerate(parts.controlnets)
         ]
+        # the style image, encoded once per video: (image, unconditional) embeddings
+        self.style = None
+        if config.style_image is not None:
+            if parts.image_encoder is None:
+                raise VidiffError("the settings give a style image but the model parts hold no IP-Adapter; load them "
+                                  "with load_parts(..., ip_adapter=config.ip_adapter)")  # fmt: skip
+            self.style = encode_style_image(parts, read_style_image(split_weighted(config.style_image)[0]))
+
+    def style_embeds(self, count: int, do_cfg: bool) -> list | None:
+        """The style image's embeddings for a UNet batch of `count` (unconditional ones first under CFG), as
+        diffusers' IP-Adapter pipelines batch them; None without a style image."""
+        if self.style is None:
+            return None
+        embeds, negative = self.style
+        return [torch.cat([negative] * count + [embeds] * count) if do_cfg else torch.cat([embeds] * count)]
 
     def uses_cfg(self, guidance: float) -> bool:
         # an LCM-distilled UNet takes the guidance as an embedding instead of running CFG
@@ -95,7 +112,7 @@ class Conditioner:
             tensor = tensor.to(device=device, dtype=net.dtype)
             # the unconditional and conditional halves of the CFG batch see the same control image
             images.append(torch.cat([tensor] * 2) if do_cfg else tensor)
-        return FrameConditioning(hidden, added, images, control_scales)
+        return FrameConditioning(hidden, added, images, control_scales, self.style_embeds(len(frames), do_cfg))
 
     def unet_extras(self, conditioning: FrameConditioning, model_input: torch.Tensor, t) -> dict:
         """The UNet's keyword arguments beyond the text: SDXL's added conditioning, and the ControlNets'
@@ -103,6 +120,8 @@ class Conditioner:
         extras = {}
         if conditioning.added is not None:
             extras["added_cond_kwargs"] = conditioning.added
+        if conditioning.image_embeds is not None:
+            extras["added_cond_kwargs"] = {**(conditioning.added or {}), "image_embeds": conditioning.image_embeds}
         down = mid = None
         for (net, _kind), image, scale in zip(self.controls, conditioning.control_images, conditioning.control_scales):
             net_down, net_mid = net(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from ..models.ip_adapter import set_style_scale
 from ..models.parts import ModelParts
 from ..settings.config import Config, values_of
 from ..settings.keyframes import FrameValues, Timeline
@@ -99,7 +100,7 @@ class Img2ImgProcessor:
         # (a cut starts a new run where cross-frame attention must start its memory afresh)
         for group in _runs(
             work,
-            key=lambda job: (job.values.strength, job.do_cfg, job.values.control_scales),
+            key=lambda job: (job.values.strength, job.do_cfg, job.values.control_scales, job.values.style_scale),
             starts=lambda job: self.memory is not None and job.new_shot,
         ):
             self.denoise(group)
@@ -187,6 +188,8 @@ class Img2ImgProcessor:
         conditioning = self.conditioner.prepare(
             [job.frame for job in jobs], [job.values for job in jobs], do_cfg, values.control_scales
         )
+        if self.conditioner.style is not None:
+            set_style_scale(parts.unet, values.style_scale)
         guidance = torch.tensor([job.values.guidance for job in jobs], device=parts.device, dtype=latents.dtype)
         guidance = guidance.view(-1, 1, 1, 1)
         timestep_cond = None

@@ -357,6 +357,47 @@ class Config:
         _GRADIENT, preset=True,
     )
 
+    # --- motion windows (AnimateDiff) ---
+    motion_adapter: str | None = setting(
+        None,
+        "An AnimateDiff motion module (a diffusers MotionAdapter: a hub id such as "
+        "guoyww/animatediff-motion-adapter-v1-5-3, a diffusers folder, or a .safetensors file) for an SD 1.x "
+        "model: the frames are then denoised together, `context` at a time, and the model sees motion.",
+        (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "must be a hub id, a folder or a file"),
+        preset=True, metavar="ID|PATH",
+    )
+    context: int = setting(
+        16,
+        "With `motion_adapter`: the frames denoised together in one window (motion modules are trained on 16; "
+        "memory grows with it).",
+        (lambda v: _integer(v) and 2 <= v <= 64, "must be a whole number of frames from 2 to 64"), preset=True,
+    )
+    context_overlap: int = setting(
+        4,
+        "With `motion_adapter`: the frames a window shares with the one before it; they hold the new window to "
+        "the frames already made, so motion runs on across window edges. Fewer is faster, more is smoother.",
+        (lambda v: _integer(v) and 0 <= v <= 63, "must be a whole number of frames from 0 to 63"), preset=True,
+    )
+
+    # --- style image (IP-Adapter) ---
+    style_image: str | None = setting(
+        None,
+        "A picture whose look the frames take, beside the prompt, as PATH[:SCALE] (scale 1 if left out; it may "
+        "be keyframes, such as 'look.png:0:0.3, 48:0.8'): encoded once per video by the `ip_adapter`'s image "
+        "encoder.",
+        (lambda v: v is None or (isinstance(v, str) and _weighted_list([v], keyframes=True)),
+         "must be PATH[:SCALE], the scale a number from -10 to 10 or keyframes"),
+        preset=True, metavar="PATH[:SCALE]",
+    )
+    ip_adapter: str = setting(
+        "h94/IP-Adapter",
+        "The IP-Adapter that reads `style_image`: a hub id or folder laid out as h94/IP-Adapter (its SD 1.x or "
+        "SDXL adapter is taken, whichever the model is), or an adapter file with its image encoder in an "
+        "image_encoder folder beside it.",
+        (lambda v: isinstance(v, str) and v.strip() != "", "must be a hub id, a folder or a file"),
+        preset=True, metavar="ID|PATH",
+    )
+
     # --- the video ---
     max_side: int = setting(
         512,
@@ -465,6 +506,47 @@ class Config:
         _TRUE_OR_FALSE,
     )
 
+    # --- many GPUs, many machines (Ray; see vidiff/distributed/) ---
+    # None of these enters the fingerprint: where frames are made doesn't change them. Chunks with a
+    # warm-up do change the frames of chained settings; the distributed run's own work folder
+    # fingerprint holds the chunk layout (distributed/chunks.py)
+    ray: str | None = setting(
+        None,
+        "Run on Ray: local (start a Ray runtime on this machine), auto (join the cluster this machine belongs "
+        "to, after `ray start`), or a cluster's address (ray://host:10001). Needs pip install vidiff[ray].",
+        (lambda v: v is None or (isinstance(v, str) and v.strip() != ""), "must be local, auto or an address"),
+        fingerprint=False, metavar="local|auto|ADDRESS",
+    )
+    workers: int | None = setting(
+        None,
+        "With `ray`: how many workers, each loading the model once; if not given, one per GPU of the cluster "
+        "(or 1 without GPUs).",
+        (lambda v: v is None or (_integer(v) and 1 <= v <= 4096), "must be a whole number from 1 to 4096"),
+        fingerprint=False,
+    )
+    gpus_per_worker: float | None = setting(
+        None,
+        "With `ray`: the GPUs each worker reserves (0.5 puts two on a GPU); if not given, 1 where the cluster "
+        "has GPUs, else 0 (CPU workers).",
+        (lambda v: v is None or (_number(v) and 0 <= v <= 64), "must be a number of GPUs from 0 to 64"),
+        fingerprint=False,
+    )
+    chunk: int | None = setting(
+        None,
+        "With `ray`: split shots longer than this many frames into chunks (rounded up to whole 48-frame "
+        "segments) that workers take on their own; if not given, a shot is the unit of work.",
+        (lambda v: v is None or (_integer(v) and v >= 1), "must be a whole number of frames ≥ 1"),
+        fingerprint=False, metavar="FRAMES",
+    )
+    chunk_warmup: int = setting(
+        8,
+        "With `chunk`: frames before each chunk processed (not kept) so that flow-blend, fusion and warped "
+        "noise settle before its first kept frame (colours are matched to the shot's first frame, made again). "
+        "Unused where frames are independent.",
+        (lambda v: _integer(v) and 0 <= v <= 10000, "must be a whole number of frames ≥ 0"),
+        fingerprint=False, metavar="FRAMES",
+    )
+
     # --- the output (none of these changes an output pixel: a run resumes across them) ---
     overwrite: bool = setting(
         False, "Replace an existing OUTPUT; without it vidiff refuses to.", _TRUE_OR_FALSE, fingerprint=False
@@ -519,6 +601,22 @@ class Config:
                 "canny_low", self.canny_low, f"must not be above canny_high ({self.canny_high})",
                 mentions=("canny_high",),
             )
+        for name in ("workers", "gpus_per_worker", "chunk"):
+            if self.ray is None and getattr(self, name) is not None:
+                raise ConfigError(name, getattr(self, name), "acts only on a Ray run: add ray (local, auto or an "
+                                  "address)", mentions=("ray",))  # fmt: skip
+        if self.context_overlap >= self.context:
+            raise ConfigError(
+                "context_overlap", self.context_overlap, f"must be below context ({self.context}): a window needs new frames",
+                mentions=("context",),
+            )
+        if self.motion_adapter is not None:
+            _check_motion(self)
+        if self.style_image is not None and self.cross_frame_attn:
+            raise ConfigError(
+                "cross_frame_attn", True, "replaces the attention layers that carry `style_image`: use one of them",
+                mentions=("style_image",),
+            )
         lowest = min(values_of("strength", self.strength))
         if int(self.steps * lowest) < 1:
             raise ConfigError(
@@ -531,6 +629,22 @@ class Config:
 
     def replace(self, **changes: Any) -> "Config":
         return Config(**{**asdict(self), **changes})
+
+
+# Per-frame techniques that motion windows don't run (the motion module carries the frames along
+# itself), each with the value that leaves it off.
+_NOT_WITH_MOTION = {"cadence": 1, "cross_frame_attn": False, "blend": 0, "flow_blend": 0, "fusion": 0,
+                    "skip_similar": 0, "noise": "fixed", "color_match": False}  # fmt: skip
+
+
+def _check_motion(config: "Config") -> None:
+    for name, off in _NOT_WITH_MOTION.items():
+        value = getattr(config, name)
+        if value != off and not (name == "noise" and value == "per-frame"):
+            raise ConfigError(
+                name, value, "is a per-frame technique that motion windows (`motion_adapter`) don't run; leave it out",
+                mentions=("motion_adapter",),
+            )
 
 
 # Each field's declaration, by field name.

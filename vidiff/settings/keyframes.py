@@ -225,6 +225,7 @@ class FrameValues:
     prompt: tuple[tuple[str, float], ...]  # texts and the weights of their embeddings in the conditioning
     negative_prompt: tuple[tuple[str, float], ...]
     control_scales: tuple[float, ...]  # each ControlNet's conditioning scale
+    style_scale: float = 1.0  # how strongly the style image (IP-Adapter) acts
 
 
 class Timeline:
@@ -250,6 +251,10 @@ class Timeline:
             for spec in config.controlnet
             for name, weight in [split_weighted(spec)]
         ]
+        self.style = None
+        if config.style_image is not None:
+            _path, weight = split_weighted(config.style_image)
+            self.style = _located("style_image", config.style_image, lambda _: number_schedule(weight, fps, interpolation))
         self.mixes = {}
         for name, option in (("prompt", "mix"), ("negative_prompt", "negative_mix")):
             mixes = [parse_mix(entry) for entry in getattr(config, option)]
@@ -265,6 +270,7 @@ class Timeline:
             prompt=self._conditioning("prompt", frame),
             negative_prompt=self._conditioning("negative_prompt", frame),
             control_scales=tuple(schedule(frame) for _name, schedule in self.controls),
+            style_scale=1.0 if self.style is None else self.style(frame),
         )
 
     def _conditioning(self, name: str, frame: int) -> tuple[tuple[str, float], ...]:
