@@ -213,3 +213,15 @@ def test_the_status_shows_frames_rate_time_left_and_the_latest_frame():
     assert "30 / 90 frames" in shown and "2.00 frames/s" in shown and "about 0:30 left" in shown
     assert 'src="data:image/jpeg;base64,' in shown
     assert Status("stopped", done=30, total=90, fps=2.0).eta is None
+
+
+def test_a_try_shares_the_loaded_parts_unless_an_axis_changes_them():
+    from vidiff.ui.jobs import _shares_parts
+
+    common = Config(model="tiny", lora=("a.safetensors",))
+    assert _shares_parts(common, [("strength", ["0.3", "0.5"]), ("prompt", ["a frog", "a toad"])])
+    assert _shares_parts(common, [("model", ["tiny"])])
+    assert not _shares_parts(common, [("model", ["tiny", "tiny-sdxl"])])
+    assert not _shares_parts(common, [("lora", ["b.safetensors"])])
+    assert not _shares_parts(common, [("vae", ["tiny"])])
+    assert not _shares_parts(common, [("preset", ["watercolour"])])

@@ -21,10 +21,6 @@ import numpy as np
 from ..errors import Interrupted, VidiffError
 from ..settings.config import Config
 
-# The load_parts settings: parts loaded for one job serve the next while these stay the same.
-PART_SETTINGS = ("model", "device", "dtype", "allow_pickle", "model_config", "lora", "embedding", "controlnet", "vae")
-
-
 @dataclass(frozen=True)
 class Job:
     input: str
@@ -78,6 +74,22 @@ def _inline_picture(frame: np.ndarray | None, longest: int = 384) -> str:
         return ""
     data = base64.b64encode(jpeg.tobytes()).decode("ascii")
     return f'<img id="vidiff-latest" alt="the latest finished frame" src="data:image/jpeg;base64,{data}">'
+
+
+def _shares_parts(common: Config, vary: list[tuple[str, list[str]]]) -> bool:
+    """Whether every cell of a try can run on the parts `common` names: no axis varies the preset or a setting
+    the parts are built from. Each value is tried as typed, so a setting counts as soon as it enters the
+    parts' key at all (a word where a flag goes reads as a change: loading more often is the safe side)."""
+    from ..models.loading import parts_key
+    from ..settings.config import SETTINGS
+
+    for key, texts in vary:
+        name = key.lstrip("-").replace("-", "_")
+        if name == "preset":
+            return False
+        if name in SETTINGS and any(parts_key(common.replace(**{name: text})) != parts_key(common) for text in texts):
+            return False
+    return True
 
 
 def _clock(seconds: float) -> str:
@@ -139,10 +151,8 @@ class Jobs:
         self._tries += 1
         output = self.root / "tries" / f"{self._tries:04d}" / ("grid.png" if frames == 1 else "grid.mp4")
         output.parent.mkdir(parents=True, exist_ok=True)
-        # every cell shares the parts unless an axis may change them (then try_looks loads each set)
-        varied = {key.lstrip("-").replace("-", "_") for key, _ in vary}
-        shared = not varied & {*PART_SETTINGS, "preset"}
         common = Config(**{**(load_preset(preset).settings if preset else {}), **settings})
+        shared = _shares_parts(common, vary)  # if not, try_looks loads each set of parts the cells need
         return self._guarded(lambda cancel: try_looks(
             input, str(output), vary=vary, at=at, frames=frames, parts=self._parts_for(common) if shared else None,
             on_progress=self._progressed, cancel=cancel, **({"preset": preset} if preset else {}), **settings,
@@ -224,9 +234,9 @@ class Jobs:
 
     def _parts_for(self, config: Config):
         """The model parts `config` names, loaded once and kept while the next job names the same ones."""
-        from ..models.loading import load_parts
+        from ..models.loading import load_parts, parts_key
 
-        key = tuple(repr(getattr(config, name)) for name in PART_SETTINGS)
+        key = parts_key(config)
         if self._parts is None or self._parts[0] != key:
             self._parts = None  # let the old parts go before the new ones load
             self._parts = (key, load_parts(config))
