@@ -39,6 +39,9 @@ def page(url: str, width: int = 1280, height: int = 900):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             tab = browser.new_page(viewport={"width": width, "height": height})
+            # what the page asks of anything but its own server (it should load nothing from outside)
+            tab.outside = []
+            tab.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else tab.outside.append(r.url))
             tab.set_default_timeout(30_000)
             tab.goto(url)
             # the settings are filled once the page has loaded

@@ -68,3 +68,4 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         assert not work.exists()
         assert len(read_frames(stopped.output)) == 48
         assert tab.evaluate("document.querySelector('#vidiff-status img#vidiff-latest').naturalWidth") == 96
+        assert tab.outside == []  # nothing loaded from outside the machine
