@@ -225,3 +225,23 @@ def test_a_try_shares_the_loaded_parts_unless_an_axis_changes_them():
     assert not _shares_parts(common, [("lora", ["b.safetensors"])])
     assert not _shares_parts(common, [("vae", ["tiny"])])
     assert not _shares_parts(common, [("preset", ["watercolour"])])
+
+
+def test_a_result_the_browser_may_not_play_is_shown_as_h264(tmp_path, short_clip, tiny):
+    """HEVC (or ProRes) is what the user asked to download; the page plays an H.264 copy beside the source."""
+    import subprocess
+
+    from vidiff.io.ffmpeg import ffmpeg_exe
+    from vidiff.ui.jobs import Jobs
+
+    def codec(path) -> str:
+        probe = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+        return probe.split("Video: ")[1].split()[0]
+
+    jobs = Jobs(tmp_path)
+    jobs._parts_for = lambda config: tiny
+    output = jobs.stylize(str(short_clip), Config(prompt="a frog", model="tiny", steps=2, max_side=64, codec="h265"))
+    shown = jobs.result_view(jobs.finished)
+    assert (codec(output), codec(shown)) == ("hevc", "h264")
+    assert len(read_frames(shown)) == len(read_frames(output)) == 8
+    assert codec(jobs.source_view(jobs.finished)) == "h264"

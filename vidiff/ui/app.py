@@ -129,7 +129,7 @@ def build_app(root: str | Path) -> tuple[gr.Blocks, Jobs]:
 
         def _shown() -> tuple:
             job = jobs.finished
-            return jobs.source_view(job), str(job.output)
+            return jobs.source_view(job), jobs.result_view(job)
 
         def _shown_try():
             result = jobs.last_try

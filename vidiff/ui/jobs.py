@@ -120,7 +120,7 @@ class Jobs:
         """Where stylizing `input` with `config` writes: the same folder for the same run, so it resumes."""
         from ..io.workfolder import fingerprint
 
-        return self.root / "jobs" / fingerprint(config, input)[:16] / f"{Path(input).stem}-stylized.mp4"
+        return self.root / "jobs" / fingerprint(config, input)[:16] / output_name(input, config)
 
     def stylize(self, input: str, config: Config) -> Path:
         """Stylize `input`; raises Interrupted when stopped (the job can then be resumed) and VidiffError."""
@@ -246,15 +246,37 @@ class Jobs:
         """The source as the run read it (trimmed by start, duration and max_frames, at the output's size),
         encoded beside the output: shown next to the result, frame for frame, and scored against it."""
         from ..io.reader import VideoReader, probe
-        from ..io.writer import VideoWriter
 
         path = job.output.with_name("source.mp4")
         if not path.exists():
-            config, size = job.config, (probe(job.output).width, probe(job.output).height)
-            with VideoReader(job.input, size, config.start, config.duration, config.max_frames, fps=config.fps,
-                             on_bad_frame=config.on_bad_frame) as reader:
-                # near-lossless, and still a profile browsers play (crf 0 would be High 4:4:4)
-                with VideoWriter(path, size, reader.info.fps, crf=12) as writer:
-                    for frame in reader:
-                        writer.write(frame)
+            config, info = job.config, probe(job.output)
+            _playable_copy(VideoReader(job.input, (info.width, info.height), config.start, config.duration,
+                                       config.max_frames, fps=config.fps, on_bad_frame=config.on_bad_frame), path)  # fmt: skip
         return str(path)
+
+    def result_view(self, job: Job) -> str:
+        """The result as the page plays it: the output itself when it is H.264, else an H.264 copy (the
+        browser may lack HEVC, ProRes or FFV1)."""
+        from ..io.reader import VideoReader
+
+        if job.config.codec in (None, "h264"):
+            return str(job.output)
+        path = job.output.with_name("result-h264.mp4")
+        if not path.exists():
+            _playable_copy(VideoReader(job.output), path)
+        return str(path)
+
+
+def output_name(input: str, config: Config) -> str:
+    """The name of a job's output: .mp4, or .mov for the codecs MP4 can't hold."""
+    return f"{Path(input).stem}-stylized{'.mov' if config.codec in ('prores', 'ffv1') else '.mp4'}"
+
+
+def _playable_copy(reader, path: Path) -> None:
+    """Encode the reader's frames to H.264 at `path`: near-lossless, and still a profile browsers play
+    (crf 0 would be High 4:4:4 Predictive, which they don't)."""
+    from ..io.writer import VideoWriter
+
+    with reader, VideoWriter(path, reader.size, reader.info.fps, crf=12) as writer:
+        for frame in reader:
+            writer.write(frame)
