@@ -425,7 +425,7 @@ def train(images: str, out: str, quiet: bool, **settings) -> None:
                    "giving the same one again lets a stopped run resume after a restart.")
 def ui(host: str, port: int, folder: str | None) -> None:
     """Serve a local web page (and its API) to upload a video, try looks, stylise with a live preview,
-    stop and resume, and score the result. Serves only its own folder and the videos it is given."""
+    stop and resume, and score the result. Serves only its own folder: uploads, results, unfinished runs."""
     try:
         import gradio  # noqa: F401
     except ImportError:
