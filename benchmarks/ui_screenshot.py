@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         clip = Path(scratch) / "hopping-ball.mp4"
         make_demo_clip(clip, seconds=1.0)
-        app, url = serve("127.0.0.1", free_port(), root=Path(scratch) / "ui", block=False, quiet=True)
+        app, url = serve("127.0.0.1", free_port(), root=Path(scratch) / "ui", block=False)
         try:
             with page(url, width=1400, height=1000) as tab:
                 upload(tab, clip)

@@ -24,7 +24,7 @@ def served(tmp_path_factory):
     pytest.importorskip("gradio", reason="the UI needs gradio: pip install vidiff[ui]")
     from vidiff.ui.app import serve
 
-    app, url = serve("127.0.0.1", free_port(), root=tmp_path_factory.mktemp("ui"), block=False, quiet=True)
+    app, url = serve("127.0.0.1", free_port(), root=tmp_path_factory.mktemp("ui"), block=False)
     yield app, url
     app.close()
 

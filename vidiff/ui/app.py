@@ -8,6 +8,7 @@ stylised video's path; "/try" returns the grid of looks; "/stop" and "/resume" a
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import tempfile
 from dataclasses import asdict
@@ -265,12 +266,13 @@ def _named(fn: Callable, leading: list[str], controls: dict[str, gr.Component]) 
 
 
 def serve(host: str = "127.0.0.1", port: int | None = 7860, *, root: str | Path | None = None,
-          block: bool = True, quiet: bool = False) -> tuple[gr.Blocks, str]:  # fmt: skip
+          block: bool = True) -> tuple[gr.Blocks, str]:  # fmt: skip
     """Build the page and serve it at host:port; returns the app and its URL (with `block`, once stopped).
     Serves only the UI's own folder (uploads, outputs); no share link, no analytics."""
     root = Path(root or tempfile.mkdtemp(prefix="vidiff-ui-")).expanduser().resolve()
     (root / "uploads").mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(root / "uploads")  # uploads and gradio's copies stay in our folder
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # some of gradio's calls home read only this
     app, _jobs = build_app(root)
     app.queue(default_concurrency_limit=1)
     _, url, _ = app.launch(
@@ -278,8 +280,7 @@ def serve(host: str = "127.0.0.1", port: int | None = 7860, *, root: str | Path 
         prevent_thread_lock=True, ssr_mode=False, head=SYNC_JS, quiet=True, footer_links=["api"],
         mcp_server=False, pwa=False,
     )  # fmt: skip
-    if not quiet:
-        print(f"vidiff ui: serving {url} (Ctrl-C stops it); uploads and results go to {root}", flush=True)
+    logging.getLogger("vidiff").info(f"serving {url} (Ctrl-C stops it); uploads and results go to {root}")
     if block:
         app.block_thread()
     return app, url
