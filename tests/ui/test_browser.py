@@ -4,6 +4,7 @@ Stop leaves a resumable run and Resume finishes it. Skipped where there is no br
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def long_clip(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("ui-long") / "long.mp4", size="96x64", rate="24", seconds=2)
 
 
-def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, served, short_clip, long_clip):
+def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, served, short_clip, long_clip,
+                                                              monkeypatch):  # fmt: skip
     from browser import page, result_duration, result_src, set_setting, status, upload
 
     app, url = served
@@ -51,6 +53,15 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         upload(tab, long_clip)
         for name, value in {"steps": 20, "strength": 0.8, "blend": 0.2, "max_side": 96}.items():
             set_setting(tab, name, value)
+        # each frame held back a little until Stop, so that Stop lands mid-run however fast the machine is
+        progressed = app.jobs._progressed
+
+        def slowly(progress):
+            progressed(progress)
+            if not app.jobs._cancel.is_set():
+                time.sleep(0.2)
+
+        monkeypatch.setattr(app.jobs, "_progressed", slowly)
         tab.click("#vidiff-stylize")
         tab.wait_for_function("""() => { const s = document.querySelector('#vidiff-status');
                                         return s && s.dataset.state === 'running' && Number(s.dataset.done) >= 3; }""")
@@ -63,6 +74,7 @@ def test_a_run_in_the_page_plays_and_stop_leaves_it_resumable(browser_ready, ser
         done_at_stop = status(tab)["done"]
         assert 3 <= done_at_stop < 48
 
+        monkeypatch.setattr(app.jobs, "_progressed", progressed)
         tab.click("#vidiff-resume")
         assert result_duration(tab, src_not=first) == pytest.approx(2, abs=0.1)
         assert not work.exists()
