@@ -416,5 +416,26 @@ def train(images: str, out: str, quiet: bool, **settings) -> None:
     click.echo(result.summary())
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="The address to serve on; 0.0.0.0 lets other machines in (the page has no login).")
+@click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="The port to serve on.")
+@click.option("--folder", type=click.Path(file_okay=False, path_type=str), default=None, metavar="DIR",
+              help="Where uploads, outputs and unfinished runs go (a new temporary folder if not given); "
+                   "giving the same one again lets a stopped run resume after a restart.")
+def ui(host: str, port: int, folder: str | None) -> None:
+    """Serve a local web page (and its API) to upload a video, try looks, stylise with a live preview,
+    stop and resume, and score the result. Serves only its own folder: uploads, results, unfinished runs."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the web UI needs Gradio: pip install vidiff[ui]") from None
+    from .ui.app import serve
+
+    _setup_logging(quiet=False)
+    _no_library_progress_bars()
+    serve(host, port, root=folder)
+
+
 def main() -> None:
     cli(prog_name="vidiff")
