@@ -16,7 +16,7 @@ seams that chunks with a warm-up leave in a shot under the presets' chained sett
    onto t along the source's flow, vidiff.score's measure) of the pairs that straddle a chunk's first
    frame is set against that of the other pairs, in the same run and in the unchunked one.
 
-The model is benchmarks/tiny-trained (a small model trained offline that follows its source, see
+The model is vidiff/models/tiny_trained (a small model trained offline that follows its source, see
 benchmarks/README.md) unless --model names another. A benchmark, not a test: nothing fails when a
 target is missed (2 workers >= 1.7x one worker; seams within 1.2x of the within-shot warp error); the
 tables say so.
@@ -48,13 +48,14 @@ import vidiff  # noqa: E402
 from clips import cut_frames, pan_frames, write_frames  # noqa: E402
 from report import machine, revision, write_section  # noqa: E402
 from vidiff.distributed import ray_run  # noqa: E402
+from vidiff.models.tiny import TRAINED_TINY  # noqa: E402
 from vidiff.io.workfolder import SEGMENT_FRAMES  # noqa: E402
 from vidiff.score import pair_errors  # noqa: E402
 from vidiff.temporal.flow import backward_flow  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-TRAINED = Path(__file__).resolve().parent / "tiny-trained"
+TRAINED = TRAINED_TINY
 SETTINGS = dict(
     prompt="a wooden carving, hand-carved from walnut, visible wood grain",
     negative_prompt="photo, blurry, low quality",
