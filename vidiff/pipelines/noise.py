@@ -8,7 +8,9 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..temporal.flow import downscale_flow
-from ..temporal.noise import warp_noise
+from ..temporal.noise import warp_noise_bandlimited
+
+FIELD_FACTOR = 8  # warped noise's samples per latent pixel, each way, where it moves sample by sample: one per image pixel
 
 
 def prepare_noise(
@@ -18,17 +20,21 @@ def prepare_noise(
     seed: int,
     mode: str,
     prev_noise: torch.Tensor | None,
-    prev_offset: torch.Tensor | None,
     flow: np.ndarray | None,
     trusted: np.ndarray | None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The frame's starting noise and (warped) each sample's sub-pixel offset; drawn after the VAE's
-    sample from the same generator, as diffusers does."""
+) -> torch.Tensor:
+    """The frame's starting noise; drawn after the VAE's sample from the same generator, as diffusers does."""
     device, dtype = latents.device, latents.dtype
-    if mode == "warped" and prev_noise is not None and flow is not None:
-        height, width = latents.shape[-2:]
-        small_flow, small_trusted = downscale_flow(flow, trusted, (width, height))
-        fresh_generator = torch.Generator("cpu").manual_seed(seed + frame_index)
-        fresh = randn_tensor(latents.shape, generator=fresh_generator, device=device, dtype=dtype)
-        return warp_noise(prev_noise, torch.from_numpy(small_flow), torch.from_numpy(small_trusted), fresh, prev_offset)
-    return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype), None
+    if mode != "warped" or prev_noise is None or flow is None:
+        return randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+    height, width = latents.shape[-2:]
+    size = (FIELD_FACTOR * width, FIELD_FACTOR * height)
+    field_flow, field_trusted = downscale_flow(flow, trusted, size)  # usually the image's own size already
+    # a stream of its own: in this mode the frame's generator is seeded `seed` every frame
+    fresh_generator = torch.Generator("cpu").manual_seed(seed + frame_index)
+    white, fresh = torch.randn((2, *latents.shape[:2], size[1], size[0]), generator=fresh_generator)
+    noise = warp_noise_bandlimited(
+        prev_noise.float().cpu(), torch.from_numpy(field_flow), torch.from_numpy(field_trusted), white, fresh,
+        FIELD_FACTOR,
+    )  # fmt: skip
+    return noise.to(device, dtype)
