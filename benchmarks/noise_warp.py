@@ -30,7 +30,7 @@ from temporal import BASE, DEFAULT_OUT, Bench, Job, describe, load_model, mean, 
 
 import torch  # noqa: E402
 
-from clips import pan_frames, write_frames, zoom_frames  # noqa: E402
+from clips import object_frames, pan_frames, write_frames, zoom_frames  # noqa: E402
 from report import machine, revision, write_section  # noqa: E402
 from vidiff.settings.presets import load_preset  # noqa: E402
 
@@ -57,7 +57,7 @@ def modes() -> dict[str, dict]:
     }
 
 
-GROUPS = ("pans", "zoom", "long")
+GROUPS = ("pans", "zoom", "object", "long")
 
 
 def clips(group: str, size: tuple[int, int]) -> list[tuple[str, list]]:
@@ -65,6 +65,8 @@ def clips(group: str, size: tuple[int, int]) -> list[tuple[str, list]]:
         return [(f"pan {speed} px/frame", pan_frames(size, FRAMES, step=(speed, 0))) for speed in SPEEDS]
     if group == "zoom":
         return [("zoom ×1 → ×1.3", zoom_frames(size, FRAMES))]
+    if group == "object":
+        return [("object, 8 px/frame", object_frames(size, FRAMES))]
     return [(f"slow pan, {LONG_FRAMES} frames", pan_frames(size, LONG_FRAMES, step=LONG_STEP))]
 
 
@@ -99,7 +101,7 @@ def tables(results: dict, names: list[str]) -> list[str]:
             "| presets' stack | fixed ÷ stack warp error | stack ÷ per-frame detail |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for clip in pans + [c for c in dict.fromkeys(c for c, _ in results) if c.startswith("zoom")]:
+        for clip in pans + [c for c in dict.fromkeys(c for c, _ in results) if c.startswith(("zoom", "object"))]:
             per, fixed, warped, stack = (get(clip, m) for m in ("per-frame noise", "fixed noise", "warped noise", "presets' stack"))
             triple = lambda r: f"{cell(r, 'warp_error')} ({cell(r, 'change_from_source', 1)}; {cell(r, 'detail')})"  # noqa: E731
             lines.append(

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vidiff.temporal.noise import downsample_noise, fourier_shift, upsample_noise, warp_noise_bandlimited
+from vidiff.temporal.noise import downsample_noise, fourier_shift, global_shift, upsample_noise, warp_noise_bandlimited
 
 FACTOR, SIZE = 8, 24  # 24×24 latent pixels, 8×8 samples each
 
@@ -17,11 +17,11 @@ def grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def motion(kind: str, amount: float) -> torch.Tensor:
-    """A backward flow at the field's size (in samples): where each sample's content was a frame before."""
-    ys, xs = grid(FACTOR * SIZE)
-    centre = FACTOR * SIZE / 2
-    if kind == "pan":  # `amount` latent pixels a frame, diagonally
-        return torch.stack([torch.full_like(xs, -amount * FACTOR), torch.full_like(ys, -0.5 * amount * FACTOR)], -1)
+    """A backward flow, in pixels: where each pixel's content was a frame before."""
+    ys, xs = grid(SIZE)
+    centre = (SIZE - 1) / 2
+    if kind == "pan":  # `amount` pixels a frame, diagonally
+        return torch.stack([torch.full_like(xs, -amount), torch.full_like(ys, -0.5 * amount)], -1)
     if kind == "zoom":  # magnified by 1 + amount a frame (negative: zoom out)
         return torch.stack([(xs - centre) * (1 / (1 + amount) - 1), (ys - centre) * (1 / (1 + amount) - 1)], -1)
     angle = math.radians(amount)  # a rotation by `amount` degrees a frame
@@ -35,8 +35,8 @@ def run(kind: str, amount: float, frames: int, seed: int = 0) -> list[torch.Tens
     """Each frame's noise, warped along `motion(kind, amount)`, trusted everywhere the flow stays inside."""
     generator = torch.Generator().manual_seed(seed)
     flow = motion(kind, amount)
-    ys, xs = grid(FACTOR * SIZE)
-    side = FACTOR * SIZE - 1
+    ys, xs = grid(SIZE)
+    side = SIZE - 1
     src_x, src_y = xs + flow[..., 0], ys + flow[..., 1]
     inside = (src_x >= 0) & (src_x <= side) & (src_y >= 0) & (src_y <= side)
     noise = torch.randn(1, 4, SIZE, SIZE, generator=generator)
@@ -95,7 +95,7 @@ def test_slow_pans_move_the_noise_a_little_every_frame_instead_of_holding_and_ju
         assert held.item() == pytest.approx(expected, abs=0.05) and held > (1 - speed) * (1 - speed / 2) + 0.05
     # after eight frames: the starting noise moved with the content, but for its Nyquist row and
     # column, which can only move by whole pixels (a few % of the variance)
-    moved = fourier_shift(frames[0], -8 * speed, -4 * speed)
+    moved = fourier_shift(frames[0], -8 * speed, -4 * speed)  # the content moved by (8, 4) × speed pixels
     assert torch.corrcoef(torch.stack([frames[-1][INNER].flatten(), moved[INNER].flatten()]))[0, 1] > 0.9
 
 
@@ -113,10 +113,10 @@ def test_untrusted_pixels_draw_fresh_noise_and_whole_pixel_pans_move_the_noise_e
     generator = torch.Generator().manual_seed(3)
     noise = torch.randn(1, 4, SIZE, SIZE, generator=generator)
     white, fresh = torch.randn(2, 1, 4, FACTOR * SIZE, FACTOR * SIZE, generator=generator)
-    flow = torch.zeros(FACTOR * SIZE, FACTOR * SIZE, 2)
-    flow[..., 0] = -FACTOR  # one latent pixel to the right
-    trusted = torch.ones(FACTOR * SIZE, FACTOR * SIZE, dtype=torch.bool)
-    trusted[:, :FACTOR] = False  # the column the content enters through
+    flow = torch.zeros(SIZE, SIZE, 2)
+    flow[..., 0] = -1  # one pixel to the right
+    trusted = torch.ones(SIZE, SIZE, dtype=torch.bool)
+    trusted[:, 0] = False  # the column the content enters through
     out = warp_noise_bandlimited(noise, flow, trusted, white, fresh, FACTOR)
     assert torch.allclose(out[..., 1:], noise[..., :-1], atol=1e-5)
     assert torch.allclose(out[..., 0], downsample_noise(fresh, FACTOR)[..., 0], atol=1e-5)
@@ -125,17 +125,29 @@ def test_untrusted_pixels_draw_fresh_noise_and_whole_pixel_pans_move_the_noise_e
 
 
 def test_an_object_moving_on_a_still_background_carries_its_own_noise():
-    """The background stands still (the median motion), the object moves 1.5 pixels a frame with
-    the sample field: its noise arrives with it, the background's stays."""
+    """The background stands still (the median motion); an object moves 1.5 pixels a frame and its
+    noise with it, sample by sample: where its pixels' footprints came whole from the frame before,
+    their noise is that footprint's."""
     generator = torch.Generator().manual_seed(6)
     noise = torch.randn(1, 4, SIZE, SIZE, generator=generator)
     white, fresh = torch.randn(2, 1, 4, FACTOR * SIZE, FACTOR * SIZE, generator=generator)
-    flow = torch.zeros(FACTOR * SIZE, FACTOR * SIZE, 2)
-    flow[FACTOR * 8 : FACTOR * 16, FACTOR * 8 : FACTOR * 16, 0] = -12  # the object: 12 samples to the right
-    trusted = torch.ones(FACTOR * SIZE, FACTOR * SIZE, dtype=torch.bool)
+    flow = torch.zeros(SIZE, SIZE, 2)
+    flow[8:16, 8:16, 0] = -1.5
+    trusted = torch.ones(SIZE, SIZE, dtype=torch.bool)
     out = warp_noise_bandlimited(noise, flow, trusted, white, fresh, FACTOR)
     assert torch.allclose(out[..., :8, :], noise[..., :8, :], atol=1e-5)  # the background, above the object
-    # an object pixel whose footprint came whole from one pixel before (shift 1.5: half from each)
     field = upsample_noise(noise, FACTOR, white)
-    expected = downsample_noise(torch.roll(field, 12, -1), FACTOR)
-    assert torch.allclose(out[..., 8:16, 11:16], expected[..., 8:16, 11:16], atol=1e-5)
+    expected = downsample_noise(torch.roll(field, 12, -1), FACTOR)  # 1.5 pixels: 12 samples
+    assert torch.allclose(out[..., 8:16, 10:16], expected[..., 8:16, 10:16], atol=1e-5)
+    assert not torch.allclose(out[..., 8:16, 10:16], noise[..., 8:16, 10:16], atol=0.1)
+
+
+def test_local_motion_slower_than_least_leaves_the_noise_where_the_shared_motion_puts_it():
+    generator = torch.Generator().manual_seed(7)
+    noise = torch.randn(1, 4, SIZE, SIZE, generator=generator)
+    white, fresh = torch.randn(2, 1, 4, FACTOR * SIZE, FACTOR * SIZE, generator=generator)
+    flow = motion("zoom", 0.03)  # at most 0.35 pixels a frame, at the corners
+    trusted = torch.ones(SIZE, SIZE, dtype=torch.bool)
+    shared = fourier_shift(noise, *global_shift(flow, trusted))  # the median: a hundredth of a pixel
+    assert torch.allclose(warp_noise_bandlimited(noise, flow, trusted, white, fresh, FACTOR, least=0.5), shared, atol=1e-5)
+    assert not torch.allclose(warp_noise_bandlimited(noise, flow, trusted, white, fresh, FACTOR), shared, atol=1e-2)

@@ -117,6 +117,7 @@ def warp_noise_bandlimited(
     white: torch.Tensor,
     fresh: torch.Tensor,
     factor: int,
+    least: float = 0.0,
 ) -> torch.Tensor:
     """Warped noise that follows sub-pixel motion and stays i.i.d. unit Gaussian.
 
@@ -128,12 +129,18 @@ def warp_noise_bandlimited(
     moves with that paper's method: the noise conditionally upsampled (`white`) to a field of factor²
     samples per pixel, the samples carried along the rest of the flow, each at most once, `fresh`
     where nothing trusted lands (occlusions, uncovered content), and summed back over each pixel.
-    Noise is (B, C, H, W) CPU float32; `flow` (factor·H, factor·W, 2) in samples (image pixels for
-    an 8× VAE), `trusted` the same size; `white` and `fresh` N(0, 1) at the field's size.
+    Noise is (B, C, H, W) CPU float32, `flow` (H, W, 2) in pixels and `trusted` (H, W), as
+    `warp_noise` takes them; `white` and `fresh` N(0, 1) at the field's size (factor·H, factor·W).
     """
     dx, dy = global_shift(flow, trusted)
-    moved = fourier_shift(prev_noise, dx / factor, dy / factor)
-    field = upsample_noise(moved, factor, white)
+    moved = fourier_shift(prev_noise, dx, dy)
+    # each pixel's samples move together by what is left of its motion, rounded to whole samples,
+    # and only where that is `least` pixels or more: moving noise by a box integral changes it
+    # more than slow motion needs (the flow's jitter, a slow zoom's centre), so there it stays put
     rest = flow - torch.tensor([dx, dy], dtype=flow.dtype)
-    field, _ = warp_noise(field, rest, trusted, fresh)
+    rest = torch.where(rest.norm(dim=-1, keepdim=True) >= least, rest, 0.0) * factor
+    expand = lambda x: x.repeat_interleave(factor, 0).repeat_interleave(factor, 1)  # noqa: E731
+    if not (rest.abs() >= 0.5).any():  # a pan, or a still shot: no sample moves on its own
+        return torch.where(trusted, moved, downsample_noise(fresh, factor))
+    field, _ = warp_noise(upsample_noise(moved, factor, white), expand(rest), expand(trusted), fresh)
     return downsample_noise(field, factor)
