@@ -53,7 +53,7 @@ def modes() -> dict[str, dict]:
         "fixed noise": dict(noise="fixed"),
         "warped noise": dict(noise="warped"),
         "presets' stack": stack,
-        "presets' stack, fixed noise": dict(stack, noise="fixed"),
+        "presets' stack, warped noise": dict(stack, noise="warped"),
     }
 
 
