@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # clips.py, temporal.py, beside this file
 
-from temporal import BASE, DEFAULT_OUT, Bench, Job, describe, load_model, mean, parse_size  # noqa: E402
+from temporal import BASE, DEFAULT_OUT, Bench, Job, describe, load_model, mean, parse_size, vae_floor  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -53,7 +53,7 @@ def modes() -> dict[str, dict]:
         "fixed noise": dict(noise="fixed"),
         "warped noise": dict(noise="warped"),
         "presets' stack": stack,
-        "presets' stack, warped noise": dict(stack, noise="warped"),
+        "presets' stack, fixed noise": dict(stack, noise="fixed"),  # as the presets were before
     }
 
 
@@ -97,22 +97,24 @@ def tables(results: dict, names: list[str]) -> list[str]:
             "source (±10%); the presets' stack ≥ 2× steadier than fixed noise, detail ≥ 90% of per-frame noise's. "
             "Cells: warp error ↓ (change from source; detail).",
             "",
-            "| pan | per-frame noise | fixed noise | warped noise | warped ÷ fixed warp error | warped ÷ fixed change "
-            "| presets' stack | fixed ÷ stack warp error | stack ÷ per-frame detail |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| clip | VAE round trip (the model's floor) | per-frame noise | fixed noise | warped noise "
+            "| warped ÷ fixed warp error | warped ÷ fixed change | presets' stack | fixed ÷ stack warp error "
+            "| stack ÷ per-frame detail |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for clip in pans + [c for c in dict.fromkeys(c for c, _ in results) if c.startswith(("zoom", "object"))]:
             per, fixed, warped, stack = (get(clip, m) for m in ("per-frame noise", "fixed noise", "warped noise", "presets' stack"))
             triple = lambda r: f"{cell(r, 'warp_error')} ({cell(r, 'change_from_source', 1)}; {cell(r, 'detail')})"  # noqa: E731
+            floor = get(clip, "VAE round trip")
             lines.append(
-                f"| {clip} | {triple(per)} | {triple(fixed)} | {triple(warped)} "
+                f"| {clip} | {cell(floor, 'warp_error')} | {triple(per)} | {triple(fixed)} | {triple(warped)} "
                 f"| {ratio(warped and warped['warp_error'], fixed and fixed['warp_error'])} "
                 f"| {pct(warped and warped['change_from_source'], fixed and fixed['change_from_source'])} "
                 f"| {triple(stack)} | {ratio(fixed and fixed['warp_error'], stack and stack['warp_error'])} "
                 f"| {pct(stack and stack['detail'], per and per['detail'])} |"
             )
         lines.append("")
-    others = [m for m in names if m not in ("per-frame noise", "fixed noise", "warped noise", "presets' stack")]
+    others = [m for m in names if m not in ("per-frame noise", "fixed noise", "warped noise", "presets' stack", "VAE round trip")]
     if others and pans:
         lines += ["Other modes on the same clips: warp error ↓ (change from source; detail).", "",
                   "| mode | " + " | ".join(pans) + " |", "|---|" + "---:|" * len(pans)]  # fmt: skip
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         for group in args.groups:
             for clip, frames in clips(group, args.size):
                 source = write_frames(Path(scratch) / "source.mp4", frames)
+                if group != "long" and (clip, "VAE round trip") not in results:
+                    results[(clip, "VAE round trip")] = vae_floor(parts, frames)
                 for mode in names:
                     if (clip, mode) in results:
                         continue
@@ -189,6 +193,21 @@ def main(argv: list[str] | None = None) -> int:
                             out.write(json.dumps(run) + "\n")
                 bench.cache.clear()  # the next clip reuses the file name
     shown = [m for m in table if any(mode == m for _, mode in results)]
+    # the pans' mean: the targets are about the set of pans
+    pans = [clip for clip, mode in results if clip.startswith("pan ") and mode == "fixed noise"]
+    summary = []
+    if pans and all((c, m) in results for c in pans for m in ("per-frame noise", "fixed noise", "warped noise", "presets' stack")):
+        STACK = "presets' stack"
+        avg = lambda mode, key: mean([results[(c, mode)][key] for c in pans])  # noqa: E731
+        summary = [
+            f"Means over the {len(pans)} pans: warp error per-frame noise {avg('per-frame noise', 'warp_error'):.2f}, fixed "
+            f"{avg('fixed noise', 'warp_error'):.2f}, warped {avg('warped noise', 'warp_error'):.2f}, presets' stack "
+            f"{avg(STACK, 'warp_error'):.2f} ({avg('fixed noise', 'warp_error') / avg(STACK, 'warp_error'):.2f}× "
+            f"steadier than fixed noise, target 2×); detail per-frame noise {avg('per-frame noise', 'detail'):.2f}, presets' "
+            f"stack {avg(STACK, 'detail'):.2f} ({avg(STACK, 'detail') / avg('per-frame noise', 'detail'):.0%}, "
+            "target 90%).",
+            "",
+        ]
     settings = ", ".join(f"{k} {v}" for k, v in BASE.items() if k in ("strength", "steps", "guidance", "scheduler", "seed"))
     text = "\n".join(
         [
@@ -200,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- **Command:** `{command}`",
             f"- **Machine:** {machine(parts.device)}; vidiff at {revision()}. Quality figures only (no timings: a shared machine).",
             f"- **Clips** (benchmarks/clips.py): {args.size[0]}x{args.size[1]}; pans of the pan clip's picture at "
-            f"{', '.join(map(str, SPEEDS))} px/frame, {FRAMES} frames; the zoom clip, {FRAMES} frames; a slow pan of "
+            f"{', '.join(map(str, SPEEDS))} px/frame, {FRAMES} frames; the zoom and object clips, {FRAMES} frames; a slow pan of "
             f"{LONG_FRAMES} frames.",
             f"- **Settings:** {settings}; prompt as benchmarks/temporal.py. Modes: "
             + "; ".join(f"{m}: `{', '.join(f'{k}={v}' for k, v in table[m].items())}`" for m in shown)
@@ -208,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             "- **Metrics:** as benchmarks/temporal.py's: warp error (0-255, lower is steadier), change from source, detail.",
             "",
             *tables(results, shown),
+            *summary,
             "<!-- noise-warp:end -->",
             "",
         ]

@@ -10,7 +10,7 @@ from .blending import warp_latents
 from .flow import downscale_flow
 from .noise import fourier_shift, global_shift
 
-LOCAL_LEAST = 0.5  # latent pixels a frame: slower local motion is left to the shared motion's shift
+LOCAL_LEAST = 0.1  # latent pixels a frame: below this, local motion is the flow's jitter, left to the shared shift
 
 
 def shift_latents(latents: torch.Tensor, dx: float, dy: float, pad: int = 8) -> torch.Tensor:
