@@ -21,6 +21,7 @@ import os
 import shlex
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -28,10 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # clips.py, temporal.p
 
 from temporal import BASE, DEFAULT_OUT, Bench, Job, describe, load_model, mean, parse_size, vae_floor  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from clips import object_frames, pan_frames, write_frames, zoom_frames  # noqa: E402
 from report import machine, revision, write_section  # noqa: E402
+from vidiff.pipelines.noise import prepare_noise  # noqa: E402
 from vidiff.settings.presets import load_preset  # noqa: E402
 
 SPEEDS = (1, 2, 3, 5, 8, 12)  # px/frame, horizontal; 8 px is one latent pixel
@@ -150,6 +153,23 @@ def tables(results: dict, names: list[str]) -> list[str]:
     return lines
 
 
+def cost(frames: int = 10) -> int:
+    """Print the time `prepare_noise` takes a frame at 512x512 on a pan and a zoom (printed, never recorded)."""
+    ys, xs = np.mgrid[0:512, 0:512].astype(np.float32)
+    flows = {
+        "pan (3, 1) px/frame": np.stack([np.full_like(xs, -3.0), np.full_like(ys, -1.0)], -1),
+        "zoom 3%/frame": np.stack([(xs - 256) * -0.03, (ys - 256) * -0.03], -1).astype(np.float32),
+    }
+    latents, trusted, prev = torch.zeros(1, 4, 64, 64), np.ones((512, 512), bool), torch.randn(1, 4, 64, 64)
+    for name, flow in flows.items():
+        began = time.perf_counter()
+        for index in range(1, frames + 1):
+            prepare_noise(latents, torch.Generator().manual_seed(0), index, 0, "warped", prev, flow, trusted)
+        print(f"warped noise, {name}: {(time.perf_counter() - began) / frames * 1000:.1f} ms a frame at 512x512, "
+              f"{torch.get_num_threads()} thread(s)")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=(256, 192), help="WIDTHxHEIGHT (default 256x192)")
@@ -158,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="which clips (default all)")
     parser.add_argument("--modes", nargs="+", default=None, metavar="MODE", help="which modes (default all)")
+    parser.add_argument("--cost", action="store_true",
+                        help="only print what warped noise costs a frame at 512x512 (a pan, a zoom), and exit")  # fmt: skip
     parser.add_argument("--results", type=Path, default=None,
                         help="a JSON-lines file of earlier results to add to (runs already in it are not rerun)")  # fmt: skip
     args = parser.parse_args(argv)
@@ -167,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("vidiff").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     torch.set_num_threads(1)
+    if args.cost:
+        return cost()
     parts = load_model(args.model, args.device)
     table = modes()
     names = args.modes or list(table)
