@@ -69,12 +69,16 @@ def warp_noise(
     return noise, offset
 
 
+def _blocks(x: torch.Tensor, factor: int, dims: tuple[int, int] = (-2, -1)) -> torch.Tensor:
+    """Each pixel of `x` repeated into a factor × factor block, over the two dimensions `dims`."""
+    return x.repeat_interleave(factor, dims[0]).repeat_interleave(factor, dims[1])
+
+
 def upsample_noise(noise: torch.Tensor, factor: int, white: torch.Tensor) -> torch.Tensor:
     """Conditional upsampling (Chang et al., "How I Warped Your Noise", ICLR 2024): a field of factor²
     i.i.d. N(0, 1) samples per pixel whose block sums ÷ factor are `noise`; `white` is N(0, 1) at the field's size."""
     block_mean = torch.nn.functional.avg_pool2d(white, factor)
-    up = lambda x: x.repeat_interleave(factor, -2).repeat_interleave(factor, -1)  # noqa: E731
-    return up(noise / factor - block_mean) + white
+    return _blocks(noise / factor - block_mean, factor) + white
 
 
 def downsample_noise(field: torch.Tensor, factor: int) -> torch.Tensor:
@@ -139,8 +143,8 @@ def warp_noise_bandlimited(
     # more than slow motion needs (the flow's jitter, a slow zoom's centre), so there it stays put
     rest = flow - torch.tensor([dx, dy], dtype=flow.dtype)
     rest = torch.where(rest.norm(dim=-1, keepdim=True) >= least, rest, 0.0) * factor
-    expand = lambda x: x.repeat_interleave(factor, 0).repeat_interleave(factor, 1)  # noqa: E731
     if not (rest.abs() >= 0.5).any():  # a pan, or a still shot: no sample moves on its own
         return torch.where(trusted, moved, downsample_noise(fresh, factor))
-    field, _ = warp_noise(upsample_noise(moved, factor, white), expand(rest), expand(trusted), fresh)
+    field, _ = warp_noise(upsample_noise(moved, factor, white), _blocks(rest, factor, (0, 1)),
+                          _blocks(trusted, factor, (0, 1)), fresh)  # fmt: skip
     return downsample_noise(field, factor)
