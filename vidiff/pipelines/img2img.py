@@ -119,7 +119,7 @@ class Img2ImgProcessor:
                 image = match_colors(image, anchor)
             next_state = TemporalState(
                 source=job.frame, image=image, latents=job.latents, noise=job.noise,
-                noise_offset=job.noise_offset, anchor=anchor, stylized_source=job.frame,
+                anchor=anchor, stylized_source=job.frame,
             )  # fmt: skip
             results.append(FrameResult(image=image, state=next_state, new_shot=job.new_shot))
             previous = next_state
@@ -165,12 +165,12 @@ class Img2ImgProcessor:
         for job, frame_latents in zip(jobs, latents.split(1)):
             if job.new_shot:
                 chain = TemporalState()
-            job.noise, job.noise_offset = prepare_noise(
-                frame_latents, job.generator, job.index, job.values.seed, self.config.noise, chain.noise,
-                chain.noise_offset, job.flow, job.trusted,
+            job.noise = prepare_noise(
+                frame_latents, job.generator, job.index, job.values.seed, self.config.noise, chain.noise, job.flow,
+                job.trusted,
             )  # fmt: skip
             noises.append(job.noise)
-            chain = TemporalState(noise=job.noise, noise_offset=job.noise_offset)
+            chain = TemporalState(noise=job.noise)
         return self.scheduler.add_noise(latents, torch.cat(noises), timesteps[:1])
 
     def denoise(self, jobs: list["FrameJob"]) -> None:
@@ -272,7 +272,6 @@ class FrameJob:
     do_cfg: bool = False
     generator: torch.Generator | None = None
     noise: torch.Tensor | None = None
-    noise_offset: torch.Tensor | None = None
     latents: torch.Tensor | None = None
     image: np.ndarray | None = None
 

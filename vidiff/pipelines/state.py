@@ -22,7 +22,6 @@ class TemporalState:
     image: np.ndarray | None = None  # the previous stylised frame
     latents: torch.Tensor | None = None  # the previous frame's final denoised latents
     noise: torch.Tensor | None = None  # the previous frame's starting noise
-    noise_offset: torch.Tensor | None = None  # warped noise: each sample's sub-pixel lag, (H, W, 2)
     anchor: np.ndarray | None = None  # the shot's first stylised frame: the colour reference
     stylized_source: np.ndarray | None = None  # the source of the last frame stylised (not skipped)
 
@@ -54,7 +53,6 @@ def import_state(data: dict, device: torch.device, memory: CrossFrameMemory | No
     state = TemporalState(
         **{name: data[name].numpy() for name in _ARRAYS if name in data},
         **{name: data[name].to(device) for name in _TENSORS if name in data},
-        noise_offset=data.get("noise_offset"),
     )
     if memory is not None:
         memory.load(data.get("memory", {}), device)
