@@ -281,8 +281,10 @@ def test_the_fast_preset_sets_cadence(run_configs):
     assert run_configs("--preset", "wooden-carving-fast", "--cadence", "2").cadence == 2
 
 
-def test_diffused_frames_batch_when_they_do_not_depend_on_each_other(clip, tiny, tmp_path, monkeypatch):
-    settings = dict(SETTINGS, flow_blend=0.0, fusion=0.0, cadence=3)  # warped noise and colour matching batch
+@pytest.mark.parametrize("color_match", [True, False])
+def test_diffused_frames_batch_when_they_do_not_depend_on_each_other(clip, tiny, tmp_path, monkeypatch, color_match):
+    # warped noise and colour matching batch
+    settings = dict(SETTINGS, flow_blend=0.0, fusion=0.0, cadence=3, color_match=color_match)
     sizes = []
     original = Img2ImgProcessor.process
 
@@ -303,5 +305,10 @@ def test_diffused_frames_batch_when_they_do_not_depend_on_each_other(clip, tiny,
 
     for name in sorted(_saved(tmp_path / "one")):
         a, b = (cv2.imread(str(tmp_path / folder / name)).astype(int) for folder in ("one", "four"))
-        # a batch gives what one at a time gives, within the batching tolerance (two levels with colour matching)
-        assert np.abs(a - b).max() <= 2, name
+        # a batch gives what one at a time gives, within the UNet's one-level batching tolerance; colour
+        # matching goes through 8-bit LAB, where one level can come out as several RGB levels near the
+        # gamut's edge (up to 28 on random colours), so there a rare pixel may differ by more
+        if color_match:
+            assert np.mean(np.abs(a - b) > 2) < 1e-3, name
+        else:
+            assert np.abs(a - b).max() <= 1, name
