@@ -11,8 +11,8 @@ seams that chunks with a warm-up leave in a shot under the presets' chained sett
    frames flow (from the first frames reported to the last) is given beside the wall-clock one. It
    also checks that the frames equal the single-process run's (shots are independent, so they must).
 2. Seams: a one-shot pan of --seam-frames frames, cut into chunks of 48 frames, with each warm-up of
-   --warmups, under the wooden-carving preset's temporal stack (fixed noise, flow-blend 0.2, fusion
-   1.0 over the first 30% of the steps, colour matching). The warp error (stylised frame t - 1 warped
+   --warmups, under the wooden-carving preset's temporal stack (read from the preset: now warped
+   noise, flow-blend 0.2, fusion 1.0 over the first 30% of the steps, colour matching). The warp error (stylised frame t - 1 warped
    onto t along the source's flow, vidiff.score's measure) of the pairs that straddle a chunk's first
    frame is set against that of the other pairs, in the same run and in the unchunked one.
 
@@ -61,8 +61,9 @@ SETTINGS = dict(
     negative_prompt="photo, blurry, low quality",
     strength=0.55, steps=10, guidance=7.5, scheduler="dpm++2m-karras", seed=1234, crf=4, overwrite=True,
 )  # fmt: skip
-# the wooden-carving preset's temporal stack
-PRESET_STACK = dict(noise="fixed", flow_blend=0.2, fusion=1.0, fusion_end=0.3, color_match=True)
+# the wooden-carving preset's temporal stack, as the preset has it now
+PRESET_STACK = {key: vidiff.load_preset("wooden-carving").settings[key]
+                for key in ("noise", "flow_blend", "fusion", "fusion_end", "color_match")}  # fmt: skip
 TARGET_SPEEDUP, TARGET_SEAM = 1.7, 1.2
 
 
