@@ -94,6 +94,14 @@ def test_chunks_of_frame_independent_settings_give_the_single_process_frames(clu
     # frames 0-47 and 48-59 of shot 0, and shot 1
     assert any("for 3 chunk(s)" in record.message for record in caplog.records)
     same_frames(read_frames(out), read_frames(plain))
+    assert not any("seam" in record.message for record in caplog.records)
+
+
+def test_chunks_of_warped_noise_say_that_their_seams_show(cluster, clip, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="vidiff"):
+        stylize_video(clip, tmp_path / "out.mp4", ray="local", workers=2, chunk=SEGMENT_FRAMES,
+                      **dict(INDEPENDENT, noise="warped"))  # fmt: skip
+    assert any("warped noise" in record.message and "seam" in record.message for record in caplog.records)
 
 
 def test_a_driver_killed_with_sigkill_resumes_with_the_same_frames(cluster, clip, chained_reference, tmp_path, caplog):

@@ -104,7 +104,12 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
     work = WorkFolder(output, layout_fingerprint(fingerprint(config, input), config), restart=config.restart)
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings, input or chunks")
-    jobs = [_Job(chunk, ShotFolder(work.path / chunk.name, chunk.first)) for chunk in plan_chunks(plan)]
+    chunks = plan_chunks(plan)
+    if config.noise == "warped" and any(chunk.first > chunk.shot.first for chunk in chunks):
+        # a warm-up settles what is blended, not the noise: it is carried from the shot's first frame
+        log.warning("note: with warped noise a chunk's noise starts afresh, so each chunk's first frame shows "
+                    "a seam that no warm-up removes; leave out --chunk (or use --noise fixed) for seamless shots")  # fmt: skip
+    jobs = [_Job(chunk, ShotFolder(work.path / chunk.name, chunk.first)) for chunk in chunks]
     todo = [job for job in jobs if not job.finished()]
     done = sum(job.frames_done() for job in jobs)
     total = max(plan.frames, done)
