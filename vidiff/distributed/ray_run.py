@@ -33,7 +33,7 @@ from ..io.workfolder import ShotFolder, WorkFolder, fingerprint
 from ..io.writer import assemble
 from ..plan import RunPlan, plan_run
 from ..settings.config import Config
-from .chunks import Chunk, chunk_frames, layout_fingerprint, plan_chunks, warmup_frames
+from .chunks import Chunk, layout_fingerprint, plan_chunks
 from .worker import ChunkWorker
 
 log = logging.getLogger("vidiff")
