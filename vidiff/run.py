@@ -8,6 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .distributed.chunks import noise_carried_exactly
 from .errors import Interrupted, VidiffError
 from .io.background import Prefetch, Writer
 from .io.side_by_side import preview_path, write_side_by_side
@@ -214,6 +216,11 @@ def stylize_chunk(
                     state = replace(state, anchor=anchor)
                 first += len(frames)
             if state is not None:
+                if noise_carried_exactly(plan.config):
+                    # the warm-up settles what is blended, not the noise: that is carried from the shot's start
+                    with plan.open_reader() as again:
+                        frames = islice(again.frames(shot.first, shot.source_first, shot.first), keep_from - shot.first)
+                        state = replace(state, noise=processor.carried_noise(frames, shot.first))
                 checkpoint = Checkpoint(keep_from, processor.export_state(state))
             _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan,
                       _frames_dir(plan.config.save_frames), lambda: False, counter)  # fmt: skip

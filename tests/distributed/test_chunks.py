@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from vidiff.distributed.chunks import is_chained, layout_fingerprint, plan_chunks
+from vidiff.distributed.chunks import is_chained, layout_fingerprint, noise_carried_exactly, plan_chunks
 from vidiff.errors import ConfigError
 from vidiff.io.workfolder import SEGMENT_FRAMES
 from vidiff.plan import Shot
@@ -66,3 +66,10 @@ def test_where_frames_are_made_is_not_in_their_fingerprint_but_the_chunk_layout_
 def test_ray_options_without_ray_are_an_error(name, value):
     with pytest.raises(ConfigError, match=name):
         Config(**{name: value}).validate()
+
+
+def test_warped_noise_is_carried_into_a_chunk_only_where_every_frame_is_diffused():
+    assert noise_carried_exactly(Config(noise="warped"))
+    assert not noise_carried_exactly(Config(noise="fixed"))
+    assert not noise_carried_exactly(Config(noise="warped", cadence=2))
+    assert not noise_carried_exactly(Config(noise="warped", skip_similar=2.0))

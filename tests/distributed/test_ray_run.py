@@ -97,10 +97,10 @@ def test_chunks_of_frame_independent_settings_give_the_single_process_frames(clu
     assert not any("seam" in record.message for record in caplog.records)
 
 
-def test_chunks_of_warped_noise_say_that_their_seams_show(cluster, clip, tmp_path, caplog):
+def test_chunks_of_warped_noise_under_cadence_say_that_their_seams_show(cluster, clip, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="vidiff"):
         stylize_video(clip, tmp_path / "out.mp4", ray="local", workers=2, chunk=SEGMENT_FRAMES,
-                      **dict(INDEPENDENT, noise="warped"))  # fmt: skip
+                      **dict(INDEPENDENT, noise="warped", cadence=2))  # fmt: skip
     assert any("warped noise" in record.message and "seam" in record.message for record in caplog.records)
 
 

@@ -42,6 +42,13 @@ def is_chained(config: Config) -> bool:
             or config.motion_adapter is not None and config.context_overlap > 0)  # fmt: skip
 
 
+def noise_carried_exactly(config: Config) -> bool:
+    """Whether a chunk can start from the warped noise a whole-shot run reaches (carried along the flow
+    from the shot's first frame, no diffusion): img2img on every frame, none skipped."""
+    return (config.noise == "warped" and config.motion_adapter is None and config.cadence == 1
+            and config.skip_similar == 0)  # fmt: skip
+
+
 def chunk_frames(config: Config) -> int | None:
     """The frames a chunk holds: `chunk` rounded up to whole segments, so that a chunk's segments are the
     segments a single-process run encodes (None: whole shots)."""

@@ -33,7 +33,7 @@ from ..io.workfolder import ShotFolder, WorkFolder, fingerprint
 from ..io.writer import assemble
 from ..plan import RunPlan, plan_run
 from ..settings.config import Config
-from .chunks import Chunk, layout_fingerprint, plan_chunks
+from .chunks import Chunk, layout_fingerprint, noise_carried_exactly, plan_chunks
 from .worker import ChunkWorker
 
 log = logging.getLogger("vidiff")
@@ -105,10 +105,10 @@ def stylize_on_ray(input, output, config: Config, *, progress: bool = False, can
     if work.stale:
         log.warning(f"discarded the unfinished work in {work.path}: it was made with other settings, input or chunks")
     chunks = plan_chunks(plan)
-    if config.noise == "warped" and any(chunk.first > chunk.shot.first for chunk in chunks):
-        # a warm-up settles what is blended, not the noise: it is carried from the shot's first frame
-        log.warning("note: with warped noise a chunk's noise starts afresh, so each chunk's first frame shows "
-                    "a seam that no warm-up removes; leave out --chunk (or use --noise fixed) for seamless shots")  # fmt: skip
+    if config.noise == "warped" and not noise_carried_exactly(config) and any(c.first > c.shot.first for c in chunks):
+        # a warm-up settles what is blended, not the noise, which is carried from the shot's first frame
+        log.warning("note: with warped noise and cadence or skip-similar a chunk's noise starts afresh, so each "
+                    "chunk's first frame shows a seam no warm-up removes; leave out --chunk for seamless shots")  # fmt: skip
     jobs = [_Job(chunk, ShotFolder(work.path / chunk.name, chunk.first)) for chunk in chunks]
     todo = [job for job in jobs if not job.finished()]
     done = sum(job.frames_done() for job in jobs)

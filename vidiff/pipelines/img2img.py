@@ -9,6 +9,7 @@ models follow StableDiffusionXLImg2ImgPipeline, and ControlNets StableDiffusion(
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -234,6 +235,25 @@ class Img2ImgProcessor:
             return None
         targets, weights = torch.cat(targets), torch.cat(weights).to(latents.device)
         return FusionHook(self.scheduler, targets, weights, steps, self.config.fusion_end)
+
+    @torch.no_grad()
+    def carried_noise(self, frames: Iterable[np.ndarray], first: int) -> torch.Tensor:
+        """The warped noise a run of a shot gives the last of `frames` (the shot's, from its first frame
+        `first`): drawn for the first frame, then carried along the flow. No diffusion, so a chunk of a
+        long shot can start from the noise a whole-shot run reaches (no skipped frames: skip_similar 0)."""
+        noise = source = None
+        for index, frame in enumerate(frames, start=first):
+            seed = self.timeline.at(index).seed
+            generator = torch.Generator("cpu").manual_seed(noise_seed(seed, index, "warped"))
+            if noise is None:
+                # the frame's generator draws its VAE sample first, as prepare_latents does
+                latents = self.latents.encode([frame], [generator])
+                noise = prepare_noise(latents, generator, index, seed, "warped", None, None, None)
+            else:
+                flow, trusted = backward_flow(source, frame)
+                noise = prepare_noise(noise, generator, index, seed, "warped", noise, flow, trusted)
+            source = frame
+        return noise
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
         """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""
