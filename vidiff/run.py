@@ -203,8 +203,16 @@ def stylize_chunk(
             stream = _FrameStream(prefetched, first)
             # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame; its
             # first frame alone, as a shot's first is (from an empty state, cadence diffuses it)
+            # warped noise is carried from the shot's first frame, which no warm-up settles: the warm-up starts
+            # from the noise a whole-shot run reaches (worked out from the flow, without diffusing)
+            carried = noise_carried_exactly(plan.config) and checkpoint.state is None and shot.first < first
+            colours = shot.first < first and (first < keep_from or carried)
+            anchor = _shot_anchor(processor, plan, shot) if colours else None
             state = None
-            anchor = _shot_anchor(processor, plan, shot) if shot.first < first < keep_from else None
+            if carried:
+                with plan.open_reader() as again:
+                    before = islice(again.frames(shot.first, shot.source_first, shot.first), first - shot.first)
+                    state = replace(processor.carried_noise(before, shot.first), anchor=anchor)
             while first < keep_from:
                 bounds = segment_bounds(first, shot.first, keep_from)
                 frames = stream.read(first, first + 1 if state is None else processor.window_end(first, *bounds))
@@ -216,11 +224,6 @@ def stylize_chunk(
                     state = replace(state, anchor=anchor)
                 first += len(frames)
             if state is not None:
-                if noise_carried_exactly(plan.config):
-                    # the warm-up settles what is blended, not the noise: that is carried from the shot's start
-                    with plan.open_reader() as again:
-                        frames = islice(again.frames(shot.first, shot.source_first, shot.first), keep_from - shot.first)
-                        state = replace(state, noise=processor.carried_noise(frames, shot.first))
                 checkpoint = Checkpoint(keep_from, processor.export_state(state))
             _run_shot(processor, stream, shot, end, folder, checkpoint, writer, plan,
                       _frames_dir(plan.config.save_frames), lambda: False, counter)  # fmt: skip

@@ -38,7 +38,8 @@ def test_a_chunk_after_a_warmup_keeps_exactly_its_frames(tiny, clip, tmp_path, s
     assert folder.frames_done == FRAMES - first and folder.finished_at == FRAMES
 
 
-def test_a_chunk_with_warped_noise_starts_from_the_noise_a_whole_shot_run_reaches(tiny, clip, tmp_path):
+@pytest.mark.parametrize("warmup", [4, 0])
+def test_a_chunk_with_warped_noise_starts_from_the_noise_a_whole_shot_run_reaches(tiny, clip, tmp_path, warmup):
     # warped noise alone carries nothing else between frames: with the shot's noise chain handed over,
     # the chunk's frames are the single-process run's exactly (a warm-up alone gave a seam 3-5x the shot's)
     settings = dict(model="tiny", prompt="a wooden carving", steps=2, max_side=64, cuts=False, noise="warped",
@@ -48,7 +49,7 @@ def test_a_chunk_with_warped_noise_starts_from_the_noise_a_whole_shot_run_reache
     plan = plan_run(clip, tmp_path / "out.mp4", config)
     first = SEGMENT_FRAMES
     stylize_chunk(tiny, plan, plan.shots[0], Checkpoint(first), None, ShotFolder(tmp_path / "folder", first),
-                  warmup_first=first - 4)  # fmt: skip
+                  warmup_first=first - warmup)  # fmt: skip
     kept = sorted((tmp_path / "chunk").glob("*.png"))
     assert [int(path.stem.split("_")[-1]) for path in kept] == list(range(first, FRAMES))
     for path in kept:

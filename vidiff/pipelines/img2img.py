@@ -146,7 +146,7 @@ class Img2ImgProcessor:
             flow, trusted = backward_flow(state.source, frame)
         # 2. The starting image: the frame, or the frame with the previous output warped onto it
         start = frame
-        if flow is not None and values.flow_blend > 0:
+        if flow is not None and values.flow_blend > 0 and state.image is not None:  # None: a chunk's carried noise
             start = flow_blend(frame, warp(state.image, flow), trusted, values.flow_blend)
         job = FrameJob(frame, frame_index, values, state, new_shot, start=start, flow=flow, trusted=trusted)
         job.do_cfg = self.conditioner.uses_cfg(values.guidance)
@@ -237,10 +237,11 @@ class Img2ImgProcessor:
         return FusionHook(self.scheduler, targets, weights, steps, self.config.fusion_end)
 
     @torch.no_grad()
-    def carried_noise(self, frames: Iterable[np.ndarray], first: int) -> torch.Tensor:
-        """The warped noise a run of a shot gives the last of `frames` (the shot's, from its first frame
-        `first`): drawn for the first frame, then carried along the flow. No diffusion, so a chunk of a
-        long shot can start from the noise a whole-shot run reaches (no skipped frames: skip_similar 0)."""
+    def carried_noise(self, frames: Iterable[np.ndarray], first: int) -> TemporalState:
+        """The state a run of a shot leaves after `frames` (the shot's, from its first frame `first`) as far
+        as its warped noise goes: the last source and its noise, drawn for the first frame, then carried
+        along the flow. No diffusion, so a chunk of a long shot can start from the noise a whole-shot run
+        reaches (no skipped frames: skip_similar 0); what needs outputs (blends, fusion) starts afresh."""
         noise = source = None
         for index, frame in enumerate(frames, start=first):
             seed = self.timeline.at(index).seed
@@ -253,7 +254,7 @@ class Img2ImgProcessor:
                 flow, trusted = backward_flow(source, frame)
                 noise = prepare_noise(noise, generator, index, seed, "warped", noise, flow, trusted)
             source = frame
-        return noise
+        return TemporalState(source=source, noise=noise)
 
     def export_state(self, state: TemporalState, with_memory: bool = True) -> dict:
         """`state` (and the cross-frame attention memory) as plain tensors, for the work folder."""
