@@ -7,8 +7,6 @@ unless the grid would pass MAX_SIDE, when all of them are scaled down by the sam
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +18,8 @@ import numpy as np
 
 from ..errors import VidiffError
 from .atomic import write_atomic
-from .ffmpeg import _fsync, _last_line, ffmpeg_exe
+from .pictures import write_gif
+from .writer import SegmentEncoder, VideoWriter
 
 # The longest side a grid may have, in pixels; the pictures are scaled down to fit.
 MAX_SIDE = 4096
@@ -171,7 +170,6 @@ def write_grid(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Fract
         return 1
     if suffix == ".gif":
         return _write_gif(path, frames, fps)
-    from .writer import VideoWriter
 
     frames = iter(frames)
     first = next(frames)
@@ -183,38 +181,18 @@ def write_grid(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: Fract
 
 
 def _write_gif(path: Path, frames: Iterable[np.ndarray], fps: Fraction) -> int:
-    """A GIF with a palette made for its frames (ffmpeg's palettegen and paletteuse), in one pass."""
+    """A GIF made as a run's .gif OUTPUT is (pictures.write_gif: a palette for the whole clip, looped), from
+    the frames put in a lossless segment first."""
     frames = iter(frames)
     first = next(frames)
     height, width = first.shape[:2]
-    temp = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.partial.gif")
-    command = [
-        ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps.numerator}/{fps.denominator}",
-        "-i", "pipe:0",
-        "-filter_complex", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse=dither=bayer:bayer_scale=3",
-        "-loop", "0", os.path.abspath(temp),
-    ]  # fmt: skip
-    written = 0
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        try:
+    with tempfile.TemporaryDirectory(prefix=".vidiff-grid.", dir=path.parent) as scratch:
+        segment = Path(scratch) / "frames.mkv"
+        with SegmentEncoder(segment, (width, height), fps, codec="ffv1") as encoder:
             for frame in _chain(first, frames):
-                process.stdin.write(np.ascontiguousarray(frame).tobytes())
-                written += 1
-            process.stdin.close()
-            if process.wait() != 0:
-                log.seek(0)
-                raise VidiffError(f"ffmpeg could not write {path}: {_last_line(log.read().decode('utf-8', 'replace'))}")
-            _fsync(str(temp))
-            os.replace(temp, path)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            if temp.exists():
-                temp.unlink()
-    return written
+                encoder.write(frame)
+        write_gif([segment], path)
+        return encoder.frames_written
 
 
 def _chain(first: np.ndarray, rest: Iterable[np.ndarray]):

@@ -62,7 +62,7 @@ def sequence_files(pattern: str | os.PathLike) -> list[str]:
 def write_pictures(segments: list[str | os.PathLike], output: str | os.PathLike, form: OutputForm, frames: int) -> None:
     """Make OUTPUT of `form` (GIF, PICTURE or SEQUENCE) from the lossless segments."""
     if form.kind == GIF:
-        _write_gif(segments, Path(output))
+        write_gif(segments, Path(output))
     elif form.kind == PICTURE:
         first = next(_frames(segments), None)
         if first is None:
@@ -108,7 +108,7 @@ def _encoded(frame: np.ndarray, form: OutputForm) -> bytes:
     return data.tobytes()
 
 
-def _write_gif(segments, output: Path) -> None:
+def write_gif(segments, output: Path) -> None:
     """A looping GIF whose 256 colours are chosen from the whole clip (palettegen), dithered onto it (paletteuse)."""
     # named, not created: ffmpeg creates them, so OUTPUT gets the usual permissions (mkstemp's are 0600)
     token = secrets.token_hex(6)
