@@ -191,8 +191,8 @@ def stylize_chunk(
     """Frames [checkpoint.next_frame, end) of `shot` into `folder`'s segments, exactly as stylize_video
     makes them from that checkpoint (`end` None: to the input's end); what a distributed run's worker
     does with a chunk. With `warmup_first` (and no state in the checkpoint) frames [warmup_first,
-    next_frame) are processed first from an empty state, not kept, so that chained settings settle.
-    --save-frames writes where this runs."""
+    next_frame) are processed first, not kept, so that chained settings settle: from an empty state, or
+    with warped noise from the noise a whole-shot run carries to them. --save-frames writes where this runs."""
     batch_size = plan.config.batch_size or default_batch_size(parts.device, plan.size)
     keep_from = checkpoint.next_frame
     first = keep_from if warmup_first is None or checkpoint.state is not None else warmup_first
@@ -201,8 +201,6 @@ def stylize_chunk(
     with _processor(parts, plan, batch_size) as processor, reader, Writer() as writer:
         with Prefetch(reader.frames(first, shot.source_first, shot.first)) as prefetched:
             stream = _FrameStream(prefetched, first)
-            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame; its
-            # first frame alone, as a shot's first is (from an empty state, cadence diffuses it)
             # warped noise is carried from the shot's first frame, which no warm-up settles: the warm-up starts
             # from the noise a whole-shot run reaches (worked out from the flow, without diffusing)
             carried = noise_carried_exactly(plan.config) and checkpoint.state is None and shot.first < first
@@ -213,6 +211,8 @@ def stylize_chunk(
                 with plan.open_reader() as again:
                     before = islice(again.frames(shot.first, shot.source_first, shot.first), first - shot.first)
                     state = replace(processor.carried_noise(before, shot.first), anchor=anchor)
+            # the warm-up: windows laid out as a run lays them out, none crossing the first kept frame; from an
+            # empty state its first frame alone, as a shot's first is (cadence diffuses it)
             while first < keep_from:
                 bounds = segment_bounds(first, shot.first, keep_from)
                 frames = stream.read(first, first + 1 if state is None else processor.window_end(first, *bounds))
